@@ -1,0 +1,1 @@
+"""AVA dataset tools: preparation, readers, the official-equivalent evaluator and SynthAVA (no torch needed)."""
