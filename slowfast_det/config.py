@@ -314,6 +314,8 @@ def _merge(cfg: CfgNode, data: dict[str, Any], source: str, ignored: list[str], 
         else:
             if valid is None:
                 valid = _flat_keys(get_default_config()) + sorted(IGNORED_KEYS)
+            # name a leaf (e.g. RESNETT.DEPTH) so the suggestion can be a full valid key
+            full = next((n for n in _leaf_names(full, raw_value) if n not in IGNORED_KEYS), full)
             hint = _closest_key(full, valid)
             suggestion = f"; did you mean {hint}?" if hint else ""
             raise ConfigError(f"{source}: unknown config key {full} (not a slowfast_det or PySlowFast key){suggestion}")

@@ -116,7 +116,10 @@ def extract_package(sdist: Path, out_dir: Path) -> Path:
             members.append(member)
         if not members:
             raise InstallError(f"{sdist}: no {prefix} folder inside")
-        tar.extractall(project, members=members, filter="data")
+        try:
+            tar.extractall(project, members=members, filter="data")
+        except tarfile.FilterError as exc:
+            raise InstallError(f"{sdist}: refusing an unsafe archive member: {exc}") from exc
     (project / "pyproject.toml").write_text(_PYPROJECT)
     return project
 
