@@ -1,0 +1,218 @@
+"""Data loading that gives the same batches on 1 or K processes and after a resume.
+
+Three pieces, each small:
+
+* :class:`ShardedSampler` draws one permutation per epoch from ``seed + epoch`` (a private generator, so
+  nothing else moves it), keeps whole global batches when training (``drop_last``) and gives rank ``r`` the
+  positions ``r, r + K, r + 2K, ...``. With a per-rank batch of ``B / K`` the K rank batches of step ``i`` are
+  exactly the global batch of step ``i`` of a single-process run.
+* :class:`SeededSamples` runs ``dataset[i]`` with torch/numpy/random seeded from ``(seed, epoch, i)`` and
+  restores the caller's RNG states afterwards, so random augmentation of a sample depends on nothing else
+  (not the worker, rank, batch size or how the run was interrupted). It also returns ``i``.
+* :class:`IndexedCollate` collates with the dataset's collate function and adds ``sample_index`` (one per box),
+  used to remove the duplicates and restore the dataset order when predictions are gathered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+__all__ = ["IndexedCollate", "SeededSamples", "ShardedSampler", "build_loader", "sample_seed", "set_loader_epoch"]
+
+
+class ShardedSampler(Sampler[int]):
+    """Per-epoch shuffled (or ordered) dataset indices for one rank.
+
+    Args:
+        num_samples: dataset length.
+        rank, world_size: this process and the number of processes.
+        seed: permutation seed; epoch ``e`` uses ``seed + e``.
+        shuffle: permute (training) or keep the dataset order (testing).
+        global_batch_size: when ``drop_last``, only the first ``floor(n / B) * B`` positions are used.
+        drop_last: drop the incomplete last global batch (training). Without it the ranks' shares differ by
+            at most one sample and nothing is padded or duplicated.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        global_batch_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+        if drop_last and num_samples < global_batch_size:
+            raise ValueError(
+                f"the dataset has {num_samples} samples, fewer than one global batch of {global_batch_size}"
+            )
+        self.num_samples, self.rank, self.world_size = num_samples, rank, world_size
+        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+        self.used = (num_samples // global_batch_size) * global_batch_size if drop_last else num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> list[int]:
+        """This rank's indices for the current epoch."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.num_samples, generator=g).tolist()
+        else:
+            order = list(range(self.num_samples))
+        return order[: self.used][self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.used, self.world_size))
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 32-bit seed that is a fixed function of ``(seed, epoch, index)``."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def _isolated_rng(seed: int) -> Iterator[None]:
+    """Seed torch (CPU), numpy's global and Python's ``random`` with ``seed``; restore them on exit."""
+    torch_state = torch.random.get_rng_state()
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(torch_state)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+class SeededSamples(Dataset[tuple[int, Any]]):
+    """Wrap a map-style dataset: item ``i`` is ``(i, dataset[i])`` computed under RNGs seeded per sample.
+
+    Args:
+        dataset: any map-style dataset (e.g. the AVA dataset).
+        seed: run seed (``RNG_SEED``).
+    """
+
+    def __init__(self, dataset: Dataset[Any], seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        with _isolated_rng(sample_seed(self.seed, self.epoch, index)):
+            try:
+                sample = self.dataset[index]
+            except Exception as exc:  # re-raised unchanged, with the sample's place added
+                exc.add_note(f"(while loading dataset item {index})")
+                raise
+        return index, sample
+
+
+class IndexedCollate:
+    """Collate ``(index, sample)`` pairs with ``collate_fn`` and add ``sample_index`` per box.
+
+    The wrapped collate must return a dict whose ``boxes`` is (N, 5) with the sample's position in the batch
+    in column 0 (``ava_collate``). Added key: ``sample_index`` (N,) int64, the dataset index of each box.
+    """
+
+    def __init__(self, collate_fn: Callable[[Sequence[Any]], dict[str, Any]]) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, items: Sequence[tuple[int, Any]]) -> dict[str, Any]:
+        indices = torch.tensor([i for i, _ in items], dtype=torch.int64)
+        batch = self.collate_fn([s for _, s in items])
+        batch["sample_index"] = indices[batch["boxes"][:, 0].long()]
+        return batch
+
+
+def build_loader(
+    dataset: Dataset[Any],
+    *,
+    collate_fn: Callable[[Sequence[Any]], dict[str, Any]],
+    train: bool,
+    global_batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    group_ids: np.ndarray | None = None,
+) -> DataLoader[Any]:
+    """A DataLoader over :class:`SeededSamples` (see the module docstring).
+
+    Training: a shuffling :class:`ShardedSampler`, batches of ``global_batch_size / world_size``. Testing: the
+    dataset order; with ``group_ids`` (e.g. the video of each keyframe) a batch never mixes two groups
+    (test clips keep each video's aspect ratio) and batches go to the ranks in turn
+    (``slowfast_det.data.VideoBatchSampler``), else rank ``r`` takes items ``r, r + K, ...``.
+    Call :func:`set_loader_epoch` before iterating each epoch.
+
+    Args:
+        global_batch_size: samples per step over all processes; must be divisible by ``world_size``.
+        train: shuffle and drop the last incomplete global batch.
+        group_ids: (len(dataset),) test-time grouping, items of a group contiguous.
+
+    Raises:
+        ValueError: the global batch is not divisible by the number of processes.
+    """
+    if global_batch_size <= 0 or global_batch_size % world_size:
+        raise ValueError(
+            f"the global batch size {global_batch_size} must be a positive multiple of the number of "
+            f"processes ({world_size}); each process takes batch / processes samples"
+        )
+    per_rank = global_batch_size // world_size
+    common: dict[str, Any] = {
+        "collate_fn": IndexedCollate(collate_fn),
+        "num_workers": num_workers,
+        "pin_memory": pin_memory,
+        "persistent_workers": False,  # workers get a fresh copy of the dataset (and its epoch) every epoch
+    }
+    if not train and group_ids is not None:
+        from slowfast_det.data import VideoBatchSampler
+
+        if len(group_ids) != len(dataset):  # type: ignore[arg-type]
+            raise ValueError(f"group_ids has {len(group_ids)} entries for {len(dataset)} items")  # type: ignore[arg-type]
+        batches = VideoBatchSampler(np.asarray(group_ids), per_rank, rank=rank, world_size=world_size)
+        return DataLoader(SeededSamples(dataset, seed), batch_sampler=batches, **common)
+    sampler = ShardedSampler(
+        len(dataset),  # type: ignore[arg-type]
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        shuffle=train,
+        global_batch_size=global_batch_size,
+        drop_last=train,
+    )
+    return DataLoader(
+        SeededSamples(dataset, seed), batch_size=per_rank, sampler=sampler, drop_last=train, **common
+    )
+
+
+def set_loader_epoch(loader: DataLoader[Any], epoch: int) -> None:
+    """Select the permutation and the per-sample seeds of ``epoch``."""
+    dataset = loader.dataset
+    if not isinstance(dataset, SeededSamples):
+        raise TypeError("set_loader_epoch needs a loader made by build_loader")
+    dataset.set_epoch(epoch)
+    if isinstance(loader.sampler, ShardedSampler):
+        loader.sampler.set_epoch(epoch)

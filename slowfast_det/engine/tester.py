@@ -1,0 +1,368 @@
+"""Testing: per-box action scores on every process, gathered, written in AVA format and evaluated.
+
+Steps (:func:`run_test`):
+
+1. :func:`predict` runs the model on this process's share of the test set: sigmoid scores per box, with the
+   box's *original* normalised coordinates (``ori_boxes``), video, keyframe second and dataset sample index.
+2. :func:`gather_predictions` collects every process's rows; rows of a sample seen twice are kept once and
+   rows are put in dataset order, so the table is the same on 1 or K processes.
+3. Rank 0 writes ``detections.csv`` (one row per box and per class of the label map,
+   :func:`slowfast_det.export.detections_frame`) and ``groundtruth.csv`` (the ground-truth rows evaluated),
+   evaluates with ``ava_tools.evaluate`` and writes ``metrics.json``.
+
+Evaluation semantics: without an exclusion file, the current official ActivityNet evaluator (only keyframes
+present in the ground truth are scored). With one (``use_exclusions``), the earlier official release run with
+``-e``: excluded keyframes are dropped and every other detected keyframe is scored. PySlowFast's own copy of
+the evaluator is neither (no 50-detection cap), so its numbers can differ slightly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from slowfast_det.engine.distributed import DistContext, all_gather_objects
+from slowfast_det.export import detections_frame, write_detections_csv
+
+__all__ = [
+    "EvaluationOutput",
+    "Predictions",
+    "copy_groundtruth_csv",
+    "evaluate_predictions",
+    "format_results",
+    "gather_predictions",
+    "merge_predictions",
+    "predict",
+    "run_test",
+    "write_json_atomic",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    """Per-box results, N rows.
+
+    Attributes:
+        sample_index: (N,) int64 dataset index of the keyframe sample each box belongs to.
+        video_ids: (N,) video id (str) of each box.
+        timestamps: (N,) int64 keyframe second.
+        boxes: (N, 4) float64 ``x1, y1, x2, y2`` normalised to the original frame.
+        scores: (N, C) float32 sigmoid probabilities, column ``k`` for action id ``k + 1``.
+    """
+
+    sample_index: np.ndarray
+    video_ids: np.ndarray
+    timestamps: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.sample_index.shape[0])
+
+    @staticmethod
+    def concat(parts: Sequence[Predictions], num_classes: int = 0) -> Predictions:
+        """Rows of ``parts`` one after the other (``num_classes`` sizes an empty result)."""
+        if not parts:
+            return Predictions(
+                np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64),
+                np.zeros((0, 4)), np.zeros((0, num_classes), np.float32),
+            )
+        return Predictions(
+            np.concatenate([p.sample_index for p in parts]),
+            np.concatenate([p.video_ids for p in parts]),
+            np.concatenate([p.timestamps for p in parts]),
+            np.concatenate([p.boxes for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+        )
+
+    def select(self, keep: np.ndarray) -> Predictions:
+        """Rows where the boolean mask (or index array) ``keep`` selects."""
+        return Predictions(
+            self.sample_index[keep], self.video_ids[keep], self.timestamps[keep], self.boxes[keep], self.scores[keep]
+        )
+
+
+def _per_box_video_ids(video_ids: Sequence[str], batch_index: np.ndarray, num_boxes: int) -> np.ndarray:
+    """The collate's ``video_ids`` (one per sample, or one per box) as one per box."""
+    ids = np.asarray(list(video_ids), dtype=object)
+    if ids.shape[0] == num_boxes:
+        return ids
+    if batch_index.size and batch_index.max() >= ids.shape[0]:
+        raise ValueError(f"batch has {ids.shape[0]} video ids but boxes refer to sample {batch_index.max()}")
+    return ids[batch_index]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: DataLoader[Any],
+    *,
+    device: torch.device,
+    mixed_precision: bool = False,
+    progress: bool = True,
+) -> Predictions:
+    """Scores for this process's share of ``loader`` (a :func:`slowfast_det.engine.loader.build_loader` loader).
+
+    Batches must hold ``inputs``, ``boxes`` (N, 5), ``ori_boxes`` (N, 4), ``metadata`` (N, 2: video index,
+    second), ``video_ids`` and ``sample_index`` (N,). The model is put in eval mode.
+    """
+    model.eval()
+    amp = mixed_precision and device.type == "cuda"
+    parts: list[Predictions] = []
+    num_classes = 0
+    batches = iter(tqdm(loader, desc="test", disable=not progress, dynamic_ncols=True))
+    for it in range(len(loader)):
+        try:
+            batch = next(batches)
+        except Exception as exc:
+            exc.add_note(f"(loading test batch {it})")
+            raise
+        inputs = [x.to(device, non_blocking=True) for x in batch["inputs"]]
+        boxes = batch["boxes"].to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            logits = model(inputs, boxes)
+        scores = torch.sigmoid(logits.float()).cpu().numpy()
+        num_classes = scores.shape[1]
+        batch_index = batch["boxes"][:, 0].long().numpy()
+        parts.append(
+            Predictions(
+                sample_index=batch["sample_index"].numpy().astype(np.int64),
+                video_ids=_per_box_video_ids(batch["video_ids"], batch_index, scores.shape[0]),
+                timestamps=np.rint(batch["metadata"][:, 1].double().numpy()).astype(np.int64),
+                boxes=batch["ori_boxes"].double().numpy(),
+                scores=scores.astype(np.float32),
+            )
+        )
+    return Predictions.concat(parts, num_classes)
+
+
+def merge_predictions(parts: Sequence[Predictions]) -> Predictions:
+    """Rows of several processes' predictions, each sample once, in dataset-index order.
+
+    A sample present in several parts (a padded sampler) is kept from the first part holding it; the box
+    order inside a sample is kept.
+    """
+    merged = Predictions.concat(parts, max((p.scores.shape[1] for p in parts), default=0))
+    if len(merged) == 0:
+        return merged
+    source = np.concatenate([np.full(len(p), r, dtype=np.int64) for r, p in enumerate(parts)])
+    first = pd.Series(source).groupby(merged.sample_index).transform("min").to_numpy()
+    keep = np.flatnonzero(source == first)
+    return merged.select(keep[np.argsort(merged.sample_index[keep], kind="stable")])
+
+
+def gather_predictions(local: Predictions) -> Predictions:
+    """Every process's predictions merged by :func:`merge_predictions` (the same on 1 or K processes).
+
+    Collective: call on every process; all receive the result.
+    """
+    return merge_predictions(all_gather_objects(local))
+
+
+@dataclass
+class EvaluationOutput:
+    """What :func:`evaluate_predictions` produced.
+
+    Attributes:
+        detections: the AVA detection table evaluated (8 columns, :data:`AVA_DETECTION_COLUMNS`).
+        groundtruth: the ground-truth rows evaluated (``ava_tools.evaluate.read_groundtruth_csv`` columns).
+        result: the evaluator's result (``metrics`` is the official flat dict, ``per_class`` a table).
+        semantics: ``"current"`` or ``"earlier-with-exclusions"``.
+    """
+
+    detections: pd.DataFrame
+    groundtruth: pd.DataFrame
+    result: Any
+    semantics: str
+
+    @property
+    def map(self) -> float:
+        return float(self.result.mean_ap)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.result.metrics)
+
+    @property
+    def per_class(self) -> dict[int, float]:
+        """``{class id: AP}`` (NaN for classes without ground truth)."""
+        table = self.result.per_class
+        return {int(i): float(ap) for i, ap in zip(table["id"], table["ap"], strict=True)}
+
+
+def _keep_stride(timestamps: pd.Series, stride: int) -> np.ndarray:
+    return np.asarray(pd.to_numeric(timestamps).to_numpy(np.float64) % stride == 0)
+
+
+def evaluate_predictions(
+    preds: Predictions,
+    *,
+    labelmap_path: str | os.PathLike[str],
+    groundtruth_path: str | os.PathLike[str],
+    exclusions_path: str | os.PathLike[str] | None = None,
+    keyframe_stride: int = 1,
+) -> EvaluationOutput:
+    """Evaluate gathered predictions with the official AVA semantics (see the module docstring).
+
+    Args:
+        preds: from :func:`gather_predictions`.
+        labelmap_path: evaluation label map (its class ids are the detection rows written).
+        groundtruth_path: AVA ground-truth CSV.
+        exclusions_path: keyframes to exclude; given, the earlier evaluator's semantics apply.
+        keyframe_stride: keep only keyframes whose second is a multiple of it, in both the detections and the
+            ground truth (4 = PySlowFast's quick validation during training without AVA.FULL_TEST_ON_VAL).
+    """
+    from ava_tools.evaluate import evaluate, read_groundtruth_csv
+    from ava_tools.labelmap import read_labelmap
+
+    labelmap = read_labelmap(labelmap_path)
+    if keyframe_stride > 1:
+        preds = preds.select(preds.timestamps % keyframe_stride == 0)
+    detections = detections_frame(
+        video_ids=preds.video_ids.tolist(),
+        timestamps=preds.timestamps,
+        boxes=preds.boxes,
+        scores=preds.scores,
+        class_ids=labelmap.class_ids,
+    )
+    groundtruth = read_groundtruth_csv(groundtruth_path)
+    if keyframe_stride > 1:
+        groundtruth = groundtruth[_keep_stride(groundtruth["timestamp"], keyframe_stride)].reset_index(drop=True)
+    exclusions = None if exclusions_path is None else os.fspath(exclusions_path)
+    result = evaluate(groundtruth, detections, labelmap, exclusions=exclusions)
+    return EvaluationOutput(
+        detections=detections,
+        groundtruth=groundtruth,
+        result=result,
+        semantics="current" if exclusions_path is None else "earlier-with-exclusions",
+    )
+
+
+def copy_groundtruth_csv(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], *, keyframe_stride: int = 1
+) -> Path:
+    """Copy the ground-truth CSV's lines (those of keyframes ``% keyframe_stride == 0``) atomically.
+
+    The lines are copied as they are (2-column empty-keyframe rows included), so the file is exactly the
+    ground truth the evaluator read.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with open(source, newline="") as src, os.fdopen(fd, "w", newline="") as dst:
+            for line in src:
+                fields = line.split(",", 2)
+                if keyframe_stride > 1 and len(fields) > 1 and float(fields[1]) % keyframe_stride != 0:
+                    continue
+                dst.write(line)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_json_atomic(data: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``data`` as indented JSON (NaN as null) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(clean(data), f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def format_results(out: EvaluationOutput) -> str:
+    """Per-class AP table and mAP (``ava_tools.evaluate.format_report``) with the semantics used."""
+    from ava_tools.evaluate import format_report
+
+    return f"{format_report(out.result)}\n(evaluated with the {out.semantics} official evaluator semantics)"
+
+
+def run_test(
+    model: nn.Module,
+    loader: DataLoader[Any],
+    *,
+    ctx: DistContext,
+    output_dir: str | os.PathLike[str],
+    labelmap_path: str | os.PathLike[str],
+    groundtruth_path: str | os.PathLike[str],
+    exclusions_path: str | os.PathLike[str] | None = None,
+    keyframe_stride: int = 1,
+    mixed_precision: bool = False,
+    progress: bool = True,
+    write_files: bool = True,
+) -> EvaluationOutput | None:
+    """Predict on every process, then on rank 0 write the CSVs and ``metrics.json`` and evaluate.
+
+    Files in ``output_dir`` (``write_files``): ``detections.csv``, ``groundtruth.csv``, ``metrics.json``.
+
+    Returns:
+        The evaluation on rank 0, ``None`` on the other ranks.
+    """
+    local = predict(
+        model, loader, device=ctx.device, mixed_precision=mixed_precision, progress=progress and ctx.is_main
+    )
+    preds = gather_predictions(local)
+    if not ctx.is_main:
+        return None
+    out = evaluate_predictions(
+        preds,
+        labelmap_path=labelmap_path,
+        groundtruth_path=groundtruth_path,
+        exclusions_path=exclusions_path,
+        keyframe_stride=keyframe_stride,
+    )
+    if write_files:
+        output_dir = Path(output_dir)
+        write_detections_csv(output_dir / "detections.csv", out.detections)
+        copy_groundtruth_csv(groundtruth_path, output_dir / "groundtruth.csv", keyframe_stride=keyframe_stride)
+        write_json_atomic(
+            {
+                "mAP": out.map,
+                "semantics": out.semantics,
+                "per_class": out.result.per_class.to_dict(orient="records"),
+                "metrics": out.metrics,
+                "num_boxes": len(preds),
+                "num_keyframes": int(len(np.unique(preds.sample_index))),
+                "labelmap": str(labelmap_path),
+                "groundtruth": str(groundtruth_path),
+                "exclusions": None if exclusions_path is None else str(exclusions_path),
+                "keyframe_stride": keyframe_stride,
+            },
+            output_dir / "metrics.json",
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Command-line entry points (thin: ``get_args_parser()`` + ``main(args)`` over the library)."""

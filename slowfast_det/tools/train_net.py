@@ -1,0 +1,49 @@
+"""Train an AVA action detector (``slowfast-train``), on one process or under torchrun.
+
+Examples::
+
+    slowfast-train --cfg configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml OUTPUT_DIR runs/ava AVA.FRAME_DIR /data/frames
+    torchrun --nproc_per_node=8 -m slowfast_det.tools.train_net --cfg CFG.yaml TRAIN.BATCH_SIZE 64
+
+``TRAIN.BATCH_SIZE`` is the global batch (divided over the processes). With ``TRAIN.AUTO_RESUME`` (default)
+training continues from the newest ``OUTPUT_DIR/checkpoints/checkpoint_epoch_*.pyth``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+__all__ = ["cli", "get_args_parser", "main"]
+
+DESCRIPTION = "Train an AVA action detector (PySlowFast recipe) on one process or under torchrun."
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=DESCRIPTION, allow_abbrev=False)
+    parser.add_argument("--cfg", required=True, help="YAML config (slowfast_det or PySlowFast)")
+    parser.add_argument("--resume", default=None, help="resume from this training checkpoint (.pyth)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. SOLVER.BASE_LR 0.05")
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    """Train; the process group (under torchrun) stays up for further work, :func:`cli` closes it."""
+    from slowfast_det.config import load_config
+    from slowfast_det.engine.launch import train_from_config
+
+    train_from_config(load_config(args.cfg, args.opts), resume=args.resume, progress=not args.no_progress)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    from slowfast_det.engine.distributed import shutdown_distributed
+
+    try:
+        main(get_args_parser().parse_args(argv))
+    finally:
+        shutdown_distributed()
+
+
+if __name__ == "__main__":
+    cli()
