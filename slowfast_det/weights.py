@@ -1,0 +1,202 @@
+"""Weights given as local paths or URLs, downloaded once into a cache folder.
+
+:func:`resolve_weights` turns what a user types after ``--weights`` into a local file:
+
+* a local path is returned as is (it must exist);
+* ``http(s)://`` URLs are downloaded once into ``cache_dir/<host>/<url path>``; later calls find the file there
+  and download nothing;
+* ``detectron2://X`` is the detectron2 model-zoo shorthand for ``https://dl.fbaipublicfiles.com/detectron2/X``.
+
+A sha256 can be pinned with the ``sha256=`` argument or with a ``#sha256=<hex>`` URL fragment (as pip does). A
+download is written to a temporary file in the cache folder, hashed while it streams, checked, and only then
+renamed into place (``os.replace``), so the cache never holds a partial or unverified file, even after an
+interrupted or failed download. A cached file is checked again when a sha256 is pinned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+__all__ = [
+    "DETECTRON2_URL_PREFIX",
+    "WeightsError",
+    "default_cache_dir",
+    "resolve_url",
+    "cache_path_for",
+    "copy_into_cache",
+    "resolve_weights",
+    "sha256_of",
+]
+
+DETECTRON2_URL_PREFIX = "https://dl.fbaipublicfiles.com/detectron2/"
+_CHUNK = 1 << 20  # 1 MiB
+
+
+class WeightsError(RuntimeError):
+    """Weights cannot be found, downloaded or verified."""
+
+
+def default_cache_dir() -> Path:
+    """``$SLOWFAST_DET_CACHE`` or ``$XDG_CACHE_HOME/slowfast_det/weights`` (``~/.cache/...``)."""
+    env = os.environ.get("SLOWFAST_DET_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "slowfast_det" / "weights"
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_url(spec: str) -> tuple[str, str | None]:
+    """Split ``spec`` into ``(download URL, pinned sha256 or None)``; maps ``detectron2://`` URLs.
+
+    Example: ``detectron2://COCO-Detection/x/model.pkl#sha256=ab..`` ->
+    ``("https://dl.fbaipublicfiles.com/detectron2/COCO-Detection/x/model.pkl", "ab..")``.
+    """
+    url, _, fragment = spec.partition("#")
+    pinned = None
+    if fragment:
+        key, _, value = fragment.partition("=")
+        if key != "sha256" or len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+            raise WeightsError(f"{spec}: URL fragment must be '#sha256=<64 hex digits>', got '#{fragment}'")
+        pinned = value.lower()
+    if url.startswith("detectron2://"):
+        url = DETECTRON2_URL_PREFIX + url[len("detectron2://"):]
+    return url, pinned
+
+
+def cache_path_for(url: str, cache_dir: str | os.PathLike[str]) -> Path:
+    """Where ``url`` (http/https) is cached: ``cache_dir/<host[_port]>/<path>``, path components sanitised."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WeightsError(f"{url}: not an http(s) URL")
+    host = parts.hostname + (f"_{parts.port}" if parts.port else "")
+    segments = [s for s in urllib.parse.unquote(parts.path).split("/") if s not in ("", ".", "..")]
+    if not segments:
+        raise WeightsError(f"{url}: the URL names no file")
+    return Path(cache_dir, host, *segments)
+
+
+def _umask_mode(path: str) -> None:
+    """mkstemp files are 0600; give the cached file the mode a plain ``open`` would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _is_url(spec: str) -> bool:
+    return spec.startswith(("http://", "https://", "detectron2://"))
+
+
+def resolve_weights(
+    spec: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout_s: float = 60.0,
+) -> Path:
+    """Return a local file for ``spec`` (a path, an http(s) URL or a ``detectron2://`` URL).
+
+    Args:
+        spec: local path or URL, optionally ending in ``#sha256=<hex>``.
+        cache_dir: download cache (default :func:`default_cache_dir`).
+        sha256: expected hex sha256 (overrides a URL fragment); checked after download and on cache hits.
+        progress: show a tqdm bar (bytes) while downloading.
+        timeout_s: socket timeout of the HTTP request, seconds.
+    Raises:
+        WeightsError: missing local file, HTTP/network failure, or sha256 mismatch (nothing is left in the
+            cache in the last two cases).
+    """
+    text = os.fspath(spec)
+    if not _is_url(text):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        if sha256 is not None and sha256_of(path) != sha256.lower():
+            raise WeightsError(f"{path}: sha256 {sha256_of(path)} does not match the expected {sha256.lower()}")
+        return path
+    url, pinned = resolve_url(text)
+    expected = sha256.lower() if sha256 is not None else pinned
+    target = cache_path_for(url, cache_dir if cache_dir is not None else default_cache_dir())
+    if target.is_file():
+        if expected is not None:
+            got = sha256_of(target)
+            if got != expected:
+                raise WeightsError(
+                    f"cached {target} (from {url}) has sha256 {got}, expected {expected}; delete it to download again"
+                )
+        return target
+    _download(url, target, expected=expected, progress=progress, timeout_s=timeout_s)
+    return target
+
+
+def _download(url: str, target: Path, *, expected: str | None, progress: bool, timeout_s: float) -> None:
+    """Stream ``url`` into a temporary file next to ``target``, verify, then rename atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    digest = hashlib.sha256()
+    try:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout_s)
+        except (urllib.error.URLError, OSError) as exc:
+            raise WeightsError(f"cannot download {url}: {exc}") from exc
+        with response, os.fdopen(fd, "wb") as out:
+            fd = -1
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
+                      desc=f"download {target.name}") as bar:
+                received = 0
+                try:
+                    for block in iter(lambda: response.read(_CHUNK), b""):
+                        out.write(block)
+                        digest.update(block)
+                        received += len(block)
+                        bar.update(len(block))
+                except OSError as exc:
+                    raise WeightsError(f"download of {url} failed after {received} bytes: {exc}") from exc
+            if total is not None and received != total:
+                raise WeightsError(f"download of {url} is truncated: {received} of {total} bytes")
+        got = digest.hexdigest()
+        if expected is not None and got != expected:
+            raise WeightsError(f"download of {url} has sha256 {got}, expected {expected}; nothing was cached")
+        _umask_mode(tmp_name)
+        os.replace(tmp_name, target)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def copy_into_cache(src: str | os.PathLike[str], url: str, cache_dir: str | os.PathLike[str]) -> Path:
+    """Place an already downloaded file where :func:`resolve_weights` looks for ``url`` (offline machines)."""
+    target = cache_path_for(resolve_url(url)[0], cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp_name)
+        _umask_mode(tmp_name)
+        os.replace(tmp_name, target)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return target
