@@ -68,7 +68,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -80,6 +79,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ava_tools.atomic import write_bytes_atomic, write_csv_atomic
 from ava_tools.video_io import VideoDecodeError, open_video
 
 __all__ = [
@@ -348,17 +348,6 @@ def _read_marker(video_dir: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _clear_video_dir(video_dir: Path, video_id: str) -> None:
     """Remove a partial extraction (only our own files: the marker and ``{video_id}_NNNNNN.jpg``)."""
     pattern = re.compile(rf"^{re.escape(video_id)}_\d{{6}}\.jpg$")
@@ -477,7 +466,7 @@ def _extract(
                 f"{video_path}: too short: frames end at {ends:.3f} s, {n_out} of {wanted} frames for "
                 f"[{start_sec}, {end_sec}) s"
             )
-    _write_atomic(video_dir / DONE_MARKER, json.dumps({**expected, "n_frames": n_out}, indent=1).encode())
+    write_bytes_atomic(json.dumps({**expected, "n_frames": n_out}, indent=1).encode(), video_dir / DONE_MARKER)
     return n_out, False
 
 
@@ -578,15 +567,7 @@ def write_frame_list(
         columns["path"].extend(f"{vid}/{frame_file_name(vid, k)}" for k in range(n))
         columns["labels"].extend(['""'] * n)
     frame = pd.DataFrame(columns, columns=list(FRAME_LIST_COLUMNS))
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_csv.name}.", suffix=".tmp", dir=out_csv.parent)
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, sep=" ", index=False, quoting=csv.QUOTE_NONE)
-        os.replace(tmp, out_csv)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_csv_atomic(frame, out_csv, sep=" ", quoting=csv.QUOTE_NONE)
     return out_csv
 
 

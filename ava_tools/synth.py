@@ -52,7 +52,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -64,6 +63,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from ava_tools.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from ava_tools.prepare import DONE_MARKER, frame_file_name, prepare
 from ava_tools.video_io import write_mp4
 
@@ -740,27 +740,11 @@ def _render_video_job(job: tuple[int, dict[str, Any], str]) -> _VideoResult:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_csv_atomic(df: pd.DataFrame, path: Path, **kwargs: Any) -> None:
-    _write_bytes_atomic(path, df.to_csv(index=False, header=False, lineterminator="\n", **kwargs).encode())
-
-
 def write_label_map(path: str | os.PathLike[str], classes: Sequence[SynthClass] = SYNTH_CLASSES) -> Path:
     """Write an AVA-style ``.pbtxt`` label map (``item {`` / ``  name: "..."`` / ``  id: N`` / ``}``)."""
     text = "".join(f'item {{\n  name: "{c.name}"\n  id: {c.id}\n}}\n' for c in classes)
     path = Path(path)
-    _write_bytes_atomic(path, text.encode())
+    write_text_atomic(text, path)
     return path
 
 
@@ -820,13 +804,12 @@ def _coco(results: Sequence[_VideoResult], w: int, h: int) -> dict[str, Any]:
 def _write_split_annotations(out: Path, split: str, results: Sequence[_VideoResult], w: int, h: int) -> int:
     ann = out / "annotations"
     actions = _action_frame(results, w, h)
-    _write_csv_atomic(actions, ann / f"ava_{split}_v2.2.csv", float_format="%.3f")
+    write_csv_atomic(actions, ann / f"ava_{split}_v2.2.csv", header=False, float_format="%.3f")
     excluded = pd.DataFrame(
         [(r.video_id, f"{s:04d}") for r in results for s in r.excluded], columns=["video_id", "second"]
     )
-    _write_csv_atomic(excluded, ann / f"ava_{split}_excluded_timestamps_v2.2.csv")
-    coco = json.dumps(_coco(results, w, h), indent=1, sort_keys=True) + "\n"
-    _write_bytes_atomic(ann / f"coco_person_{split}.json", coco.encode())
+    write_csv_atomic(excluded, ann / f"ava_{split}_excluded_timestamps_v2.2.csv", header=False)
+    write_json_atomic(_coco(results, w, h), ann / f"coco_person_{split}.json", indent=1, sort_keys=True)
     return len(actions)
 
 
@@ -975,7 +958,7 @@ def generate(
         "label_map": LABEL_MAP_NAME,
         "eval_label_map": EVAL_LABEL_MAP_NAME,
     }
-    _write_bytes_atomic(meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+    write_json_atomic(meta, meta_path, indent=1, sort_keys=True)
     return SynthSummary(out, split["train"], split["val"], seconds * FPS, rows["train"], rows["val"], False)
 
 

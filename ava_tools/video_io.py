@@ -6,7 +6,6 @@ Only PyAV, numpy and the standard library are used (no torch, no ffmpeg binary).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +14,8 @@ import av
 import av.container
 import av.video.stream
 import numpy as np
+
+from ava_tools.atomic import atomic_output
 
 __all__ = [
     "VideoDecodeError",
@@ -25,7 +26,10 @@ __all__ = [
 
 
 class VideoDecodeError(RuntimeError):
-    """A video cannot be used: unreadable, no video stream, corrupt or too short."""
+    """A video cannot be used: missing, unreadable, no video stream, corrupt, too short, or a frame not decodable.
+
+    The message names the file. :mod:`slowfast_det.video` raises this class too.
+    """
 
 
 def open_video(
@@ -92,41 +96,33 @@ def write_mp4(
     bytes a function of the input only, for a given PyAV/FFmpeg/x264 build.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
-    os.close(fd)
     count = 0
-    try:
-        with av.open(tmp_name, "w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=fps)
-            if not isinstance(stream, av.video.stream.VideoStream):
-                raise ValueError(f"{codec} is not a video encoder")
-            stream.pix_fmt = pix_fmt
-            stream.codec_context.thread_count = 1
-            stream.options = {"crf": str(crf), "preset": preset, "threads": "1"}
-            for rgb in frames:
-                if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-                    raise ValueError(
-                        f"{path}: frame {count} must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}"
-                    )
-                if count == 0:
-                    stream.height, stream.width = int(rgb.shape[0]), int(rgb.shape[1])
-                elif (rgb.shape[0], rgb.shape[1]) != (stream.height, stream.width):
-                    raise ValueError(
-                        f"{path}: frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                        f"expected {stream.width}x{stream.height}"
-                    )
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                frame.pts = count
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-                count += 1
+    with atomic_output(path, suffix=".tmp.mp4") as tmp, av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=fps)
+        if not isinstance(stream, av.video.stream.VideoStream):
+            raise ValueError(f"{codec} is not a video encoder")
+        stream.pix_fmt = pix_fmt
+        stream.codec_context.thread_count = 1
+        stream.options = {"crf": str(crf), "preset": preset, "threads": "1"}
+        for rgb in frames:
+            if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+                raise ValueError(
+                    f"{path}: frame {count} must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}"
+                )
             if count == 0:
-                raise ValueError(f"{path}: no frames to encode")
-            for packet in stream.encode(None):
+                stream.height, stream.width = int(rgb.shape[0]), int(rgb.shape[1])
+            elif (rgb.shape[0], rgb.shape[1]) != (stream.height, stream.width):
+                raise ValueError(
+                    f"{path}: frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                    f"expected {stream.width}x{stream.height}"
+                )
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = count
+            for packet in stream.encode(frame):
                 container.mux(packet)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+            count += 1
+        if count == 0:
+            raise ValueError(f"{path}: no frames to encode")
+        for packet in stream.encode(None):
+            container.mux(packet)
     return count

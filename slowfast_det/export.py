@@ -10,12 +10,14 @@ folder, then ``os.replace``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ava_tools import atomic
+from ava_tools.atomic import set_default_permissions
 
 __all__ = ["AVA_DETECTION_COLUMNS", "detections_frame", "write_csv_atomic", "write_detections_csv"]
 
@@ -74,17 +76,7 @@ def detections_frame(
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str], *, header: bool = False) -> Path:
     """Write ``frame`` as CSV (no index) to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            frame.to_csv(f, header=header, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_csv_atomic(frame, path, header=header)
 
 
 def write_detections_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
@@ -221,31 +213,9 @@ def write_actions_csv(path: str | os.PathLike[str], actions: pd.DataFrame) -> Pa
     """Write a :func:`person_actions_frame` table with its header, atomically (an empty table: header only)."""
     if list(actions.columns) != ACTION_COLUMNS:
         raise ValueError(f"action table columns must be {ACTION_COLUMNS}, got {list(actions.columns)}")
-    return set_default_permissions(write_csv_atomic(actions, path, header=True))
-
-
-def set_default_permissions(path: Path) -> Path:
-    """Give a file written through ``tempfile.mkstemp`` (mode 0600) the mode a plain ``open`` would give it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-    return path
+    return write_csv_atomic(actions, path, header=True)
 
 
 def write_json_atomic(data: object, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` as indented JSON to ``path`` atomically; returns the path."""
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
-        set_default_permissions(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` as JSON (indent 1, NaN/inf rejected) to ``path`` atomically; returns the path."""
+    return atomic.write_json_atomic(data, path, indent=1, allow_nan=False)

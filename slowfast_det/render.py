@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,7 +22,7 @@ import av
 import cv2
 from PIL import Image, ImageDraw, ImageFont
 
-from slowfast_det.export import set_default_permissions
+from ava_tools.atomic import atomic_output
 from slowfast_det.streaming import iter_frames, probe_video
 
 __all__ = ["RenderBox", "RenderKeyframe", "render_video", "render_size"]
@@ -108,38 +107,29 @@ def render_video(
     info = probe_video(src)
     out_w, out_h = render_size(info.width, info.height, short_side)
     font = ImageFont.load_default()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".tmp.mp4", dir=dst.parent)
-    os.close(fd)
     count = 0
     last_pts = -1  # the first frame gets pts >= 0
-    try:
-        with av.open(tmp_name, "w", format="mp4") as container:
-            rate = Fraction(info.average_fps).limit_denominator(1001) if info.average_fps else Fraction(30)
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
-            stream.codec_context.time_base = _OUT_TIME_BASE
-            stream.time_base = _OUT_TIME_BASE
-            stream.options = {"crf": str(crf), "preset": preset}
-            for t, rgb in iter_frames(src, format="rgb24"):
-                if rgb.shape[:2] != (out_h, out_w):
-                    rgb = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
-                image = Image.fromarray(rgb)
-                k = _nearest(times, t)
-                if k is not None and abs(times[k] - t) <= hold:
-                    _draw(image, keyframes[k].boxes, font)
-                frame = av.VideoFrame.from_image(image)
-                # source times on the 90 kHz clock; strictly increasing as the muxer requires
-                pts = max(round(t / _OUT_TIME_BASE), last_pts + 1)
-                frame.pts, frame.time_base, last_pts = pts, _OUT_TIME_BASE, pts
-                container.mux(stream.encode(frame))
-                count += 1
-            container.mux(stream.encode(None))
-        set_default_permissions(Path(tmp_name))
-        os.replace(tmp_name, dst)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_output(dst, suffix=".tmp.mp4") as tmp, av.open(str(tmp), "w", format="mp4") as container:
+        rate = Fraction(info.average_fps).limit_denominator(1001) if info.average_fps else Fraction(30)
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
+        stream.codec_context.time_base = _OUT_TIME_BASE
+        stream.time_base = _OUT_TIME_BASE
+        stream.options = {"crf": str(crf), "preset": preset}
+        for t, rgb in iter_frames(src, format="rgb24"):
+            if rgb.shape[:2] != (out_h, out_w):
+                rgb = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
+            image = Image.fromarray(rgb)
+            k = _nearest(times, t)
+            if k is not None and abs(times[k] - t) <= hold:
+                _draw(image, keyframes[k].boxes, font)
+            frame = av.VideoFrame.from_image(image)
+            # source times on the 90 kHz clock; strictly increasing as the muxer requires
+            pts = max(round(t / _OUT_TIME_BASE), last_pts + 1)
+            frame.pts, frame.time_base, last_pts = pts, _OUT_TIME_BASE, pts
+            container.mux(stream.encode(frame))
+            count += 1
+        container.mux(stream.encode(None))
     return count
 
 

@@ -23,6 +23,8 @@ import av.container
 import av.video.stream
 import numpy as np
 
+from ava_tools.video_io import VideoDecodeError, open_video
+
 __all__ = [
     "VideoClipReader",
     "VideoDecodeError",
@@ -35,10 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class VideoDecodeError(RuntimeError):
-    """A video cannot be opened or a wanted frame cannot be decoded (the message names the file)."""
 
 
 @dataclass(frozen=True)
@@ -73,19 +71,6 @@ class VideoInfo:
         return int((Fraction(seconds) + self.start_time) // self.time_base)
 
 
-def _open(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    if not path.is_file():
-        raise VideoDecodeError(f"{path}: no such file")
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(f"{path}: cannot open as a video ({exc})") from exc
-    if not container.streams.video:
-        container.close()
-        raise VideoDecodeError(f"{path}: no video stream")
-    return container, container.streams.video[0]
-
-
 def _info(
     path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream
 ) -> VideoInfo:
@@ -113,7 +98,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         VideoDecodeError: missing file, not a media file, no video stream.
     """
     path = Path(path)
-    container, stream = _open(path)
+    container, stream = open_video(path)
     with container:
         return _info(path, container, stream)
 
@@ -132,7 +117,7 @@ def frame_pts(
         (F,) int64 array of distinct pts in the video stream's time base.
     """
     path = Path(path)
-    container, stream = _open(path)
+    container, stream = open_video(path)
     with container:
         info = _info(path, container, stream)
         lo = None if start_sec is None else info.time_to_pts(Fraction(repr(float(start_sec))))
@@ -170,7 +155,7 @@ def _times_ge(pts: np.ndarray, info: VideoInfo, seconds: float | None) -> np.nda
 
 
 def _frame_pts_from_start(path: Path, lo: int, hi: int | None) -> np.ndarray:
-    container, stream = _open(path)
+    container, stream = open_video(path)
     with container:
         found = [int(p.pts) for p in container.demux(stream) if p.pts is not None]
     pts = np.unique(np.asarray(found, dtype=np.int64))
@@ -234,7 +219,7 @@ class VideoClipReader:
         self, path: str | os.PathLike[str], *, max_forward_s: float = 10.0, decode_threads: int = 1
     ) -> None:
         self.path = Path(path)
-        self._container, self._stream = _open(self.path)
+        self._container, self._stream = open_video(self.path)
         # one thread by default: DataLoader workers already run in parallel, and no decoder threads means
         # nothing to break when a process forks
         self._stream.codec_context.thread_count = decode_threads

@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
+
+from ava_tools.atomic import atomic_output
 
 __all__ = [
     "DETECTRON2_URL_PREFIX",
@@ -93,13 +94,6 @@ def cache_path_for(url: str, cache_dir: str | os.PathLike[str]) -> Path:
     return Path(cache_dir, host, *segments)
 
 
-def _umask_mode(path: str) -> None:
-    """mkstemp files are 0600; give the cached file the mode a plain ``open`` would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _is_url(spec: str) -> bool:
     return spec.startswith(("http://", "https://", "detectron2://"))
 
@@ -149,16 +143,13 @@ def resolve_weights(
 
 def _download(url: str, target: Path, *, expected: str | None, progress: bool, timeout_s: float) -> None:
     """Stream ``url`` into a temporary file next to ``target``, verify, then rename atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     digest = hashlib.sha256()
-    try:
+    with atomic_output(target, suffix=".part") as tmp:
         try:
             response = urllib.request.urlopen(url, timeout=timeout_s)
         except (urllib.error.URLError, OSError) as exc:
             raise WeightsError(f"cannot download {url}: {exc}") from exc
-        with response, os.fdopen(fd, "wb") as out:
-            fd = -1
+        with response, open(tmp, "wb") as out:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
@@ -177,26 +168,11 @@ def _download(url: str, target: Path, *, expected: str | None, progress: bool, t
         got = digest.hexdigest()
         if expected is not None and got != expected:
             raise WeightsError(f"download of {url} has sha256 {got}, expected {expected}; nothing was cached")
-        _umask_mode(tmp_name)
-        os.replace(tmp_name, target)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
 
 
 def copy_into_cache(src: str | os.PathLike[str], url: str, cache_dir: str | os.PathLike[str]) -> Path:
     """Place an already downloaded file where :func:`resolve_weights` looks for ``url`` (offline machines)."""
     target = cache_path_for(resolve_url(url)[0], cache_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp_name)
-        _umask_mode(tmp_name)
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_output(target, suffix=".part") as tmp:
+        shutil.copyfile(src, tmp)
     return target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,18 @@ def pyslowfast_configs() -> Path:
     if not PYSLOWFAST_CONFIGS.is_dir():
         pytest.skip(f"{PYSLOWFAST_CONFIGS} not present")
     return PYSLOWFAST_CONFIGS
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module (the test machine's cores are shared: avoids oversubscription stalls).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``; torch is imported only here, so
+    modules that do not ask for it run without torch.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -484,26 +484,21 @@ def test_label_outside_range_and_unknown_video(tiny: dict[str, Any]) -> None:
     root = tiny["root"]
     bad = root / "bad_label.csv"
     bad.write_text("vidA,1,0.1,0.2,0.3,0.4,3,0\nvidA,1,0.1,0.2,0.3,0.4,81,0\n")
-    with pytest.raises(
-        AvaFormatError, match=r"bad_label.csv, line 2, column 7: action id 81 outside .*1..80"
-    ):
-        AvaDataset(
-            frame_lists=[tiny["frame_list"]],
-            frame_dir=root / "frames",
-            predicted_box_lists=[],
-            **_small_dataset_kwargs(split="train", gt_box_lists=[bad]),
-        )
     unknown = root / "unknown.csv"
     unknown.write_text("vidA,1,0.1,0.2,0.3,0.4,,0.9\nvidZ,1,0.1,0.2,0.3,0.4,,0.9\n")
-    with pytest.raises(
-        AvaFormatError, match=r"unknown.csv, line 2, column 1: video 'vidZ' is not in the frame"
-    ):
-        AvaDataset(
-            frame_lists=[tiny["frame_list"]],
-            frame_dir=root / "frames",
-            predicted_box_lists=[unknown],
-            **_small_dataset_kwargs(),
-        )
+    cases = [  # (message, predicted-box lists, other dataset arguments)
+        (
+            r"bad_label.csv, line 2, column 7: action id 81 outside .*1..80",
+            [],
+            _small_dataset_kwargs(split="train", gt_box_lists=[bad]),
+        ),
+        (r"unknown.csv, line 2, column 1: video 'vidZ' is not in the frame", [unknown], _small_dataset_kwargs()),
+    ]
+    for match, predicted, kwargs in cases:
+        with pytest.raises(AvaFormatError, match=match):
+            AvaDataset(
+                frame_lists=[tiny["frame_list"]], frame_dir=root / "frames", predicted_box_lists=predicted, **kwargs
+            )
 
 
 def test_ava_frame_list_mapping(tmp_path: Path) -> None:

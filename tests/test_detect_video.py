@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import slowfast_r50_stages_yaml
 from test_streaming import _reference_indices, cfr_times, write_index_video
 
 from ava_tools.evaluate import evaluate
@@ -54,22 +55,16 @@ DETECTOR_OPTS = [
 ]
 DETECTOR_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 
-TINY_SLOWFAST = """\
+TINY_SLOWFAST = (
+    """\
 DATA: {NUM_FRAMES: 8, SAMPLING_RATE: 2, TEST_CROP_SIZE: 64, INPUT_CHANNEL_NUM: [3, 3]}
 DETECTION: {ENABLE: True, ALIGNED: True}
 SLOWFAST: {ALPHA: 4, BETA_INV: 8, FUSION_CONV_CHANNEL_RATIO: 2, FUSION_KERNEL_SZ: 5}
-RESNET:
-  WIDTH_PER_GROUP: 8
-  DEPTH: 50
-  NUM_BLOCK_TEMP_KERNEL: [[3, 3], [4, 4], [6, 6], [3, 3]]
-  SPATIAL_DILATIONS: [[1, 1], [1, 1], [1, 1], [2, 2]]
-  SPATIAL_STRIDES: [[1, 1], [2, 2], [2, 2], [1, 1]]
-NONLOCAL:
-  LOCATION: [[[], []], [[], []], [[], []], [[], []]]
-  GROUP: [[1, 1], [1, 1], [1, 1], [1, 1]]
-  POOL: [[[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]]]
-MODEL: {NUM_CLASSES: 80, ARCH: slowfast, MODEL_NAME: SlowFast, HEAD_ACT: sigmoid}
 """
+    + slowfast_r50_stages_yaml(width_per_group=8)
+    + """MODEL: {NUM_CLASSES: 80, ARCH: slowfast, MODEL_NAME: SlowFast, HEAD_ACT: sigmoid}
+"""
+)
 
 
 def _figure(i: int, width: int, height: int) -> np.ndarray:

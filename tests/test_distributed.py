@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +19,7 @@ from slowfast_det.export import AVA_DETECTION_COLUMNS
 from slowfast_det.tools import test_net, train_net
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # frozen BN (statistics not batch-dependent) and no dropout: a 2-process step must equal a 1-process step
 EXACT = ["BN.FREEZE", "True", "MODEL.DROPOUT_RATE", "0.0", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4",
          "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_START_LR", "0.001"]
@@ -49,14 +49,6 @@ def torchrun(calls: list[tuple[str, list[str]]], nproc: int = 2) -> None:
            f"--master_port={free_port()}", "--no-python", sys.executable, "-c", code]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,7 @@ from slowfast_det import builders
 from slowfast_det.config import load_config
 from slowfast_det.engine.solver import LRSchedule, build_optimizer, optimizer_param_groups, set_lr
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the test machine's cores are shared: one thread avoids oversubscription stalls
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference_lr(
@@ -98,37 +91,17 @@ def test_cosine_known_values() -> None:
     assert w.lr_at(10) == pytest.approx(0.004)
 
 
+_COSINE = dict(policy="cosine", base=0.1, max_epoch=7, warmup=1.5, warmup_start=0.001, end=1e-4)
+_STEPS = dict(policy="steps_with_relative_lrs", base=0.2, max_epoch=9, steps=(0, 3, 6), lrs=(1, 0.5, 0.25))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(policy="cosine", base=0.1, max_epoch=7, warmup=1.5, warmup_start=0.001, end=1e-4),
-        dict(
-            policy="cosine",
-            base=0.1,
-            max_epoch=7,
-            warmup=1.5,
-            warmup_start=0.001,
-            end=1e-4,
-            after_warmup=True,
-        ),
-        dict(
-            policy="steps_with_relative_lrs",
-            base=0.2,
-            max_epoch=9,
-            warmup=0.0,
-            warmup_start=0.0,
-            steps=(0, 3, 6),
-            lrs=(1, 0.5, 0.25),
-        ),
-        dict(
-            policy="steps_with_relative_lrs",
-            base=0.2,
-            max_epoch=9,
-            warmup=4.0,
-            warmup_start=0.01,
-            steps=(0, 3, 6),
-            lrs=(1, 0.5, 0.25),
-        ),  # warm-up ends inside the second step
+        _COSINE,
+        {**_COSINE, "after_warmup": True},
+        {**_STEPS, "warmup": 0.0, "warmup_start": 0.0},
+        {**_STEPS, "warmup": 4.0, "warmup_start": 0.01},  # warm-up ends inside the second step
         dict(policy="constant", base=0.05, max_epoch=3, warmup=1.0, warmup_start=0.0),
     ],
 )

@@ -6,13 +6,14 @@ import csv
 import json
 import math
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import slowfast_r50_stages_yaml
 
 from ava_tools.evaluate import evaluate, read_detections_csv, read_groundtruth_csv
 from ava_tools.synth import generate
@@ -28,8 +29,11 @@ from slowfast_det.export import AVA_DETECTION_COLUMNS, detections_frame, write_d
 from slowfast_det.models import build_model
 from slowfast_det.tools import test_net, train_net
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # A tiny SlowFast (width 4, 8 frames, 48-pixel crops) on SynthAVA (2 train videos x 5 keyframes, 1 val video).
-TINY = """
+TINY = (
+    """
 TRAIN: {{DATASET: ava, BATCH_SIZE: 2, EVAL_PERIOD: 100, CHECKPOINT_PERIOD: 1, AUTO_RESUME: True}}
 TEST: {{BATCH_SIZE: 2}}
 DATA: {{NUM_FRAMES: 8, SAMPLING_RATE: 2, TRAIN_JITTER_SCALES: [48, 56], TRAIN_CROP_SIZE: 48, TEST_CROP_SIZE: 48,
@@ -50,23 +54,16 @@ AVA:
   EXCLUSION_FILE: ava_val_excluded_timestamps_v2.2.csv
   FULL_TEST_ON_VAL: True
 SLOWFAST: {{ALPHA: 4, BETA_INV: 2, FUSION_CONV_CHANNEL_RATIO: 2, FUSION_KERNEL_SZ: 3}}
-RESNET:
-  WIDTH_PER_GROUP: 4
-  DEPTH: 50
-  NUM_BLOCK_TEMP_KERNEL: [[3, 3], [4, 4], [6, 6], [3, 3]]
-  SPATIAL_DILATIONS: [[1, 1], [1, 1], [1, 1], [2, 2]]
-  SPATIAL_STRIDES: [[1, 1], [2, 2], [2, 2], [1, 1]]
-NONLOCAL:
-  LOCATION: [[[], []], [[], []], [[], []], [[], []]]
-  GROUP: [[1, 1], [1, 1], [1, 1], [1, 1]]
-  POOL: [[[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]]]
-SOLVER: {{BASE_LR: 0.05, LR_POLICY: cosine, MAX_EPOCH: 2, WARMUP_EPOCHS: 0.5, WARMUP_START_LR: 0.01,
+"""
+    + slowfast_r50_stages_yaml(width_per_group=4)
+    + """SOLVER: {{BASE_LR: 0.05, LR_POLICY: cosine, MAX_EPOCH: 2, WARMUP_EPOCHS: 0.5, WARMUP_START_LR: 0.01,
          MOMENTUM: 0.9, WEIGHT_DECAY: 1.0e-4}}
 MODEL: {{NUM_CLASSES: 9, ARCH: slowfast, MODEL_NAME: SlowFast, LOSS_FUNC: bce, DROPOUT_RATE: 0.5}}
 DATA_LOADER: {{NUM_WORKERS: 0, PIN_MEMORY: False}}
 NUM_GPUS: 0
 RNG_SEED: 3
 """
+)
 
 
 def make_synth(root: Path) -> Path:
@@ -88,15 +85,6 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cfg_file(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_config(tmp_path_factory.mktemp("cfg") / "tiny.yaml", synth)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # the test machine's cores are shared: one thread avoids oversubscription stalls
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def iter_rows(path: Path) -> list[dict[str, str]]:

@@ -401,18 +401,10 @@ class AvaDataset(torch.utils.data.Dataset):
                 bgr=self.bgr,
                 rng=self._rng(),
             )
-        elif self.split == "val":
-            clip, boxes = preprocess_clip_val(
-                frames,
-                boxes_norm,
-                crop_size=self.test_crop_size,
-                mean=self.mean,
-                std=self.std,
-                bgr=self.bgr,
-                force_flip=self.test_force_flip,
-            )
         else:
-            clip, boxes = preprocess_clip_test(
+            # val adds a centre square crop to the test-time preprocessing
+            preprocess_eval = preprocess_clip_val if self.split == "val" else preprocess_clip_test
+            clip, boxes = preprocess_eval(
                 frames,
                 boxes_norm,
                 crop_size=self.test_crop_size,

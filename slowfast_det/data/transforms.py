@@ -270,6 +270,28 @@ def _finish(
     return clip_tensor, _clip_px(boxes, clip_tensor.shape[2], clip_tensor.shape[3])
 
 
+def _preprocess_eval(
+    frames: Sequence[np.ndarray],
+    boxes_norm: np.ndarray,
+    crop_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    bgr: bool,
+    force_flip: bool,
+    *,
+    square: bool,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Test/val preprocessing: short side -> ``crop_size``, a centre square crop if ``square``, optional flip."""
+    height, width = _frame_size(frames)
+    boxes = pixel_boxes(boxes_norm, height=height, width=width)
+    out, boxes = short_side_scale(frames, boxes, crop_size)
+    if square:
+        out, boxes = center_crop(out, boxes, size=crop_size)
+    if force_flip:
+        out, boxes = horizontal_flip(out, boxes)
+    return _finish(out, boxes, mean, std, bgr)
+
+
 def preprocess_clip_test(
     frames: Sequence[np.ndarray],
     boxes_norm: np.ndarray,
@@ -295,12 +317,7 @@ def preprocess_clip_test(
     Returns:
         clip: (3, T, H', W') float32 tensor; boxes: (N, 4) float64 ``x1, y1, x2, y2`` in pixels of the clip.
     """
-    height, width = _frame_size(frames)
-    boxes = pixel_boxes(boxes_norm, height=height, width=width)
-    out, boxes = short_side_scale(frames, boxes, crop_size)
-    if force_flip:
-        out, boxes = horizontal_flip(out, boxes)
-    return _finish(out, boxes, mean, std, bgr)
+    return _preprocess_eval(frames, boxes_norm, crop_size, mean, std, bgr, force_flip, square=False)
 
 
 def preprocess_clip_val(
@@ -317,13 +334,7 @@ def preprocess_clip_val(
 
     Arguments and returns as :func:`preprocess_clip_test`; the clip is (3, T, crop_size, crop_size).
     """
-    height, width = _frame_size(frames)
-    boxes = pixel_boxes(boxes_norm, height=height, width=width)
-    out, boxes = short_side_scale(frames, boxes, crop_size)
-    out, boxes = center_crop(out, boxes, size=crop_size)
-    if force_flip:
-        out, boxes = horizontal_flip(out, boxes)
-    return _finish(out, boxes, mean, std, bgr)
+    return _preprocess_eval(frames, boxes_norm, crop_size, mean, std, bgr, force_flip, square=True)
 
 
 def preprocess_clip_train(

@@ -18,9 +18,10 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ava_tools.atomic import write_text_atomic
 
 __all__ = ["ITER_COLUMNS", "RunLog", "setup_logging"]
 
@@ -44,17 +45,6 @@ def setup_logging(output_dir: str | os.PathLike[str] | None, *, is_main: bool, f
         handler._slowfast_det = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.INFO if is_main else logging.ERROR)
-
-
-def _rewrite_atomic(path: Path, lines: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunLog:
@@ -84,7 +74,7 @@ class RunLog:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         self._truncate(start_epoch)
         if not self.iters_path.exists() or self.iters_path.stat().st_size == 0:
-            _rewrite_atomic(self.iters_path, [",".join(ITER_COLUMNS) + "\n"])
+            write_text_atomic(",".join(ITER_COLUMNS) + "\n", self.iters_path)
         if tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -97,13 +87,13 @@ class RunLog:
             if rows and rows[0] != ITER_COLUMNS:
                 raise ValueError(f"{self.iters_path}: header {rows[0]} is not {ITER_COLUMNS}; move the file away")
             kept = [rows[0]] + [r for r in rows[1:] if len(r) == len(ITER_COLUMNS) and int(r[0]) < start_epoch]
-            _rewrite_atomic(self.iters_path, [",".join(r) + "\n" for r in kept] if rows else [])
+            write_text_atomic("".join(",".join(r) + "\n" for r in kept) if rows else "", self.iters_path)
         if self.epochs_path.exists():
             lines = []
             for line in self.epochs_path.read_text().splitlines():
                 if line.strip() and json.loads(line)["epoch"] < start_epoch:
                     lines.append(line + "\n")
-            _rewrite_atomic(self.epochs_path, lines)
+            write_text_atomic("".join(lines), self.epochs_path)
 
     def log_iter(self, *, epoch: int, iteration: int, step: int, loss: float, lr: float, time_s: float) -> None:
         """Append one iteration row (and TensorBoard ``Train/loss``, ``Train/lr`` at ``step``)."""

@@ -18,11 +18,9 @@ the evaluator is neither (no 50-detection cap), so its numbers can differ slight
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ava_tools import atomic
+from ava_tools.atomic import atomic_output
 from slowfast_det.engine.distributed import DistContext, all_gather_objects
 from slowfast_det.export import detections_frame, write_detections_csv
 
@@ -263,26 +263,17 @@ def copy_groundtruth_csv(
     ground truth the evaluator read.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with open(source, newline="") as src, os.fdopen(fd, "w", newline="") as dst:
-            for line in src:
-                fields = line.split(",", 2)
-                if keyframe_stride > 1 and len(fields) > 1 and float(fields[1]) % keyframe_stride != 0:
-                    continue
-                dst.write(line)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(target) as tmp, open(source, newline="") as src, open(tmp, "w", newline="") as dst:
+        for line in src:
+            fields = line.split(",", 2)
+            if keyframe_stride > 1 and len(fields) > 1 and float(fields[1]) % keyframe_stride != 0:
+                continue
+            dst.write(line)
     return target
 
 
 def write_json_atomic(data: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``data`` as indented JSON (NaN as null) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def clean(x: Any) -> Any:
         if isinstance(x, float) and not math.isfinite(x):
@@ -293,16 +284,7 @@ def write_json_atomic(data: Any, path: str | os.PathLike[str]) -> Path:
             return [clean(v) for v in x]
         return x
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(clean(data), f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_json_atomic(clean(data), path, indent=2)
 
 
 def format_results(out: EvaluationOutput) -> str:

@@ -17,22 +17,23 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from slowfast_det.tools import config_args_parser, run_config_cli
+
 __all__ = ["cli", "get_args_parser", "main"]
 
 DESCRIPTION = "Test an AVA action detector: AVA-format detection CSV, ground truth used, mAP and per-class AP."
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=DESCRIPTION, allow_abbrev=False)
-    parser.add_argument("--cfg", required=True, help="YAML config (slowfast_det or PySlowFast)")
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--use-exclusions",
         action="store_true",
         help="evaluate as the earlier official evaluator with -e AVA.EXCLUSION_FILE (default: current evaluator)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    return config_args_parser(DESCRIPTION, _add_arguments)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -48,12 +49,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    from slowfast_det.engine.distributed import shutdown_distributed
-
-    try:
-        main(get_args_parser().parse_args(argv))
-    finally:
-        shutdown_distributed()
+    run_config_cli(main, get_args_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from slowfast_det.tools import config_args_parser, run_config_cli
+
 __all__ = ["cli", "get_args_parser", "main"]
 
 DESCRIPTION = "Train an AVA action detector (PySlowFast recipe) on one process or under torchrun."
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=DESCRIPTION, allow_abbrev=False)
-    parser.add_argument("--cfg", required=True, help="YAML config (slowfast_det or PySlowFast)")
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", default=None, help="resume from this training checkpoint (.pyth)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. SOLVER.BASE_LR 0.05")
-    return parser
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    return config_args_parser(DESCRIPTION, _add_arguments)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -37,12 +38,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    from slowfast_det.engine.distributed import shutdown_distributed
-
-    try:
-        main(get_args_parser().parse_args(argv))
-    finally:
-        shutdown_distributed()
+    run_config_cli(main, get_args_parser(), argv)
 
 
 if __name__ == "__main__":
