@@ -58,7 +58,6 @@ import heapq
 import json
 import os
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -71,6 +70,7 @@ import numpy as np
 if TYPE_CHECKING:  # pandas is imported lazily: the CLI path does not need it (saves ~1 s of start-up)
     import pandas as pd
 
+from ava_tools.atomic import atomic_output, write_text_atomic
 from ava_tools.labelmap import (
     AVA_V22_ACTIVITYNET,
     CATEGORY_GROUPS,
@@ -1489,28 +1489,10 @@ def format_report(result: EvalResult, sort: str = "id") -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_metrics_json(metrics: dict[str, float], path: str) -> None:
     """Write the flat official dict as JSON (NaN written as ``NaN``), atomically."""
     text = json.dumps({k: float(v) for k, v in metrics.items()}, indent=2, allow_nan=True)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-
-    _atomic_write(path, write)
+    write_text_atomic(text + "\n", path)
 
 
 def plot_per_class(result: EvalResult, path: str, sort: str = "id") -> None:
@@ -1532,11 +1514,9 @@ def plot_per_class(result: EvalResult, path: str, sort: str = "id") -> None:
     ax.set_title(f"AVA per-class AP (mAP {result.mean_ap:.4f})")
     fig.tight_layout()
 
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=120)
-
     try:
-        _atomic_write(path, write)
+        with atomic_output(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
 

@@ -46,7 +46,9 @@ def open_video(
     try:
         container = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(f"{path}: cannot open as a media file ({exc})") from exc
+        raise VideoDecodeError(
+            f"{path}: cannot open as a media file: not a video, or truncated/damaged before its index ({exc})"
+        ) from exc
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(f"{path}: no video stream (streams: {[s.type for s in container.streams]})")

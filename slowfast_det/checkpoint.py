@@ -23,7 +23,6 @@ import os
 import pickle
 import random
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ava_tools.atomic import atomic_output
 
 __all__ = [
     "CheckpointError",
@@ -514,17 +515,10 @@ def save_checkpoint(
         "rng_state": capture_rng_state(),
         "extra": dict(extra) if extra is not None else {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -55,6 +55,7 @@ import av.container
 import av.video.stream
 import numpy as np
 
+from ava_tools.video_io import open_video
 from slowfast_det.video import VideoDecodeError
 
 __all__ = [
@@ -147,27 +148,6 @@ class VideoInfo:
     average_fps: float | None
     duration_s: float | None
     num_frames: int
-
-
-def open_video(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open ``path``; return ``(container, first video stream)``.
-
-    Raises:
-        VideoDecodeError: missing file, not a media file (also a file cut before its index), no video stream.
-    """
-    if not path.is_file():
-        raise VideoDecodeError(f"{path}: no such file")
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(
-            f"{path}: cannot open as a media file: not a video, or truncated/damaged before its index ({exc})"
-        ) from exc
-    if not container.streams.video:
-        kinds = [s.type for s in container.streams]
-        container.close()
-        raise VideoDecodeError(f"{path}: no video stream (streams: {kinds or 'none'})")
-    return container, container.streams.video[0]
 
 
 def _rotation_of(value: Any, path: Path) -> int:
