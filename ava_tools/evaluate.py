@@ -73,10 +73,12 @@ if TYPE_CHECKING:  # pandas is imported lazily: the CLI path does not need it (s
 from ava_tools.atomic import atomic_output, write_text_atomic
 from ava_tools.labelmap import (
     AVA_V22_ACTIVITYNET,
+    AVA_V22_ALL,
     CATEGORY_GROUPS,
     AvaFormatError,
     LabelMap,
     bundled_labelmap_path,
+    load_bundled_labelmap,
     read_labelmap,
 )
 
@@ -1350,7 +1352,10 @@ def evaluate(
         "n_det": [int(n_det[c]) for c in names],
     }
     group_ap = {}
-    for group, (g_lo, g_hi) in CATEGORY_GROUPS.items():
+    # AVA's category groups are id ranges of AVA's own classes: only meaningful when the names are AVA's
+    ava_names = dict(load_bundled_labelmap(AVA_V22_ALL).entries)
+    is_ava = all(ava_names.get(cid) == name for cid, name in names.items())
+    for group, (g_lo, g_hi) in CATEGORY_GROUPS.items() if is_ava else ():
         ids = [c for c in names if g_lo <= c <= g_hi]
         group_ap[group] = _nanmean(ap05[np.asarray(ids, np.int64) - 1]) if ids else float("nan")
     iou_metrics = {}

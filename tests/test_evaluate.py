@@ -483,6 +483,13 @@ def test_groups_and_other_iou_thresholds(tmp_path: Path) -> None:
     assert r.mean_ap == pytest.approx(1 / 3, abs=1e-15) and len(r.metrics) == 61
 
 
+def test_no_ava_groups_for_other_label_maps(tmp_path: Path, labelmap3: Path) -> None:
+    """AVA's category groups are id ranges of AVA's classes: a custom label map (names a, b, c) gets none."""
+    gt = [["v", 902, 0, 0, 1, 1, 1, 0]]
+    r = ev(tmp_path, labelmap3, gt, [["v", 902, 0, 0, 1, 1, 1, 0.9]])
+    assert r.group_ap == {} and r.mean_ap == 1.0
+
+
 # ------------------------------------------------------------------------------------------------------
 # Properties
 # ------------------------------------------------------------------------------------------------------
