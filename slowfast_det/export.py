@@ -56,7 +56,9 @@ def detections_frame(
             f"{len(timestamps)} timestamps, boxes {boxes.shape}, scores {scores.shape}"
         )
     ids = np.asarray(sorted(set(int(c) for c in class_ids)), dtype=np.int64)
-    if ids.size == 0 or ids[0] < 1 or ids[-1] > scores.shape[1]:
+    if n == 0:  # no box at all (e.g. none above the detection threshold): nothing to check the ids against
+        ids = ids[:0]
+    elif ids.size == 0 or ids[0] < 1 or ids[-1] > scores.shape[1]:
         raise ValueError(f"class ids must lie in 1..{scores.shape[1]} (the score columns), got {ids.tolist()}")
     k = ids.size
     return pd.DataFrame(

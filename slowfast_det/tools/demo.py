@@ -1,0 +1,421 @@
+"""``make demo``: the whole toolkit offline on a small SynthAVA, end to end, in minutes on a 2-core CPU.
+
+Steps (each leaves ``OUT/markers/<step>.json``; a rerun with the same parameters skips finished steps):
+
+1. ``synth``: generate a small SynthAVA (:mod:`ava_tools.synth`) under ``OUT/synth``;
+2. ``detector``: fine-tune a small Detectron2 Faster R-CNN person detector from scratch
+   (:mod:`slowfast_det.detector_training`), report COCO AP/AP50 (pycocotools) and export its boxes
+   (``annotations/ava_detection_{train,val}_boxes_and_labels.csv``);
+3. ``train_slowfast`` / ``train_slow``: train a tiny SlowFast and a Slow-only model with the project's trainer
+   (``configs/synth/SLOWFAST_16x4_R50_TINY.yaml``, ``SLOW_4x16_R50_TINY.yaml``);
+4. ``test_slowfast`` / ``test_slow``: test them on the detector's boxes: frame-level AVA mAP and per-class AP
+   from the project's evaluator, a per-class AP bar chart (PNG) per model;
+5. ``detect_video``: run ``detect-video`` with the trained detector and SlowFast on a held-out synthetic MP4
+   (another seed): per-person action CSV and a rendered MP4;
+6. a closing summary: where each output is, the detector AP, both mAPs, the time of each step.
+
+Example::
+
+    python -m slowfast_det.tools.demo --out demo_output
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ava_tools.atomic import write_json_atomic
+
+__all__ = ["DemoSettings", "cli", "get_args_parser", "main", "run_demo", "MODELS"]
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / "configs" / "synth"
+# demo name -> config file under configs/synth
+MODELS: dict[str, str] = {"slowfast": "SLOWFAST_16x4_R50_TINY.yaml", "slow": "SLOW_4x16_R50_TINY.yaml"}
+MARKER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the demo run (defaults fit ~10 minutes on 2 CPU cores)."""
+
+    videos: int = 8
+    seconds: int = 20
+    width: int = 192
+    height: int = 144
+    seed: int = 0
+    detector_iters: int = 200
+    epochs: int = 4
+    heldout_seconds: int = 6
+    detection_thresh: float = 0.5
+    # flat colours (ava_tools.synth's debug mode): the demo's few CPU minutes of training learn them; the
+    # cluttered scenes (--no-debug-colors) need far longer training than the demo's budget (see README)
+    debug_colors: bool = True
+
+
+class Steps:
+    """Runs named steps once: a step whose marker holds the same parameters is skipped, its result reused."""
+
+    def __init__(self, out: Path, *, force: bool = False) -> None:
+        self.markers = out / "markers"
+        self.force = force
+        self.seconds: dict[str, float] = {}
+        self.skipped: list[str] = []
+
+    def marker(self, name: str) -> Path:
+        return self.markers / f"{name}.json"
+
+    def previous(self, name: str) -> dict[str, Any] | None:
+        path = self.marker(name)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            logger.warning("%s is not valid JSON: step %s runs again", path, name)
+            return None
+        return data if isinstance(data, dict) else None
+
+    def run(self, name: str, params: dict[str, Any], fn: Callable[[bool], dict[str, Any]]) -> dict[str, Any]:
+        """``fn(stale)`` runs the step (``stale``: an earlier run with other parameters left outputs)."""
+        params = {"version": MARKER_VERSION, **params}
+        prev = self.previous(name)
+        if not self.force and prev is not None and prev.get("params") == params:
+            print(f"[demo] {name}: done earlier, skipped ({self.marker(name)})", flush=True)
+            self.seconds[name] = float(prev.get("seconds", 0.0))
+            self.skipped.append(name)
+            return dict(prev["result"])
+        print(f"[demo] {name}: running", flush=True)
+        tic = time.perf_counter()
+        result = fn(prev is not None)
+        seconds = time.perf_counter() - tic
+        self.seconds[name] = seconds
+        write_json_atomic({"params": params, "result": result, "seconds": seconds}, self.marker(name),
+                          sort_keys=True, default=str)
+        print(f"[demo] {name}: done in {seconds:.0f} s", flush=True)
+        return result
+
+
+def _synth_step(
+    root: Path, s: DemoSettings, *, videos: int, seconds: int, seed: int, progress: bool
+) -> dict[str, Any]:
+    from ava_tools.synth import generate
+
+    summary = generate(
+        root, videos=videos, seconds=seconds, seed=seed, width=s.width, height=s.height,
+        debug_colors=s.debug_colors, progress=progress,
+    )  # fmt: skip
+    print(f"[demo] {summary.describe()}")
+    return {"root": str(root), "train_videos": summary.train_videos, "val_videos": summary.val_videos}
+
+
+def _detector_step(data: Path, out: Path, s: DemoSettings) -> dict[str, Any]:
+    from slowfast_det import detector_training as dt
+
+    params = dt.DetectorParams(max_iter=s.detector_iters, seed=s.seed)
+    trained = dt.train_detector(data, out, params=params)
+    cfg, model = dt.load_detector(trained.config)
+    metrics = dt.evaluate_detector(model, cfg, data, split="val")
+    boxes = {
+        split: str(dt.export_predicted_boxes(model, cfg, data, split=split)) for split in ("train", "val")
+    }
+    print(
+        f"[demo] person detector on val keyframes: AP {metrics.ap:.1f}, AP50 {metrics.ap50:.1f} (pycocotools)"
+    )
+    return {
+        "ap": metrics.ap,
+        "ap50": metrics.ap50,
+        "ap75": metrics.ap75,
+        "weights": str(trained.weights),
+        "config": str(trained.config),
+        "boxes": boxes,
+        "final_loss": trained.losses[-1] if trained.losses else None,
+    }
+
+
+def action_overrides(
+    data: Path, output_dir: Path, *, epochs: int, detection_thresh: float, seed: int
+) -> list[str]:
+    """``KEY VALUE`` overrides pointing a ``configs/synth`` config at a SynthAVA folder and an output dir."""
+    return [
+        "AVA.FRAME_DIR", str(data / "frames"),
+        "AVA.FRAME_LIST_DIR", str(data / "frame_lists"),
+        "AVA.ANNOTATION_DIR", str(data / "annotations"),
+        "AVA.DETECTION_SCORE_THRESH", str(detection_thresh),
+        "SOLVER.MAX_EPOCH", str(epochs),
+        "RNG_SEED", str(seed),
+        "OUTPUT_DIR", str(output_dir),
+    ]  # fmt: skip
+
+
+def _train_step(
+    config: Path, overrides: list[str], run_dir: Path, stale: bool, progress: bool
+) -> dict[str, Any]:
+    from slowfast_det.config import load_config
+    from slowfast_det.engine.launch import train_from_config
+    from slowfast_det.engine.trainer import find_last_checkpoint
+
+    if stale and (run_dir / "checkpoints").is_dir():
+        # an earlier demo run with other parameters: auto-resume must not continue its checkpoints
+        shutil.rmtree(run_dir / "checkpoints")
+    records = train_from_config(load_config(config, overrides), progress=progress)
+    checkpoint = find_last_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RuntimeError(f"training {config} wrote no checkpoint under {run_dir}")
+    return {"checkpoint": str(checkpoint), "epochs": [{k: v for k, v in r.items()} for r in records]}
+
+
+def _test_step(
+    config: Path, overrides: list[str], checkpoint: str, test_dir: Path, progress: bool
+) -> dict[str, Any]:
+    from ava_tools.evaluate import plot_per_class
+    from slowfast_det.config import load_config
+    from slowfast_det.engine.launch import test_from_config
+    from slowfast_det.engine.tester import format_results
+
+    opts = overrides + ["TEST.CHECKPOINT_FILE_PATH", checkpoint]
+    opts[opts.index("OUTPUT_DIR") + 1] = str(test_dir)
+    out = test_from_config(load_config(config, opts), progress=progress)
+    if out is None:
+        raise RuntimeError("testing returned no evaluation (not rank 0?)")
+    print(format_results(out))
+    chart = test_dir / "per_class_ap.png"
+    plot_per_class(out.result, str(chart))
+    table = out.result.per_class
+    return {
+        "map": out.map,
+        "per_class": {str(n): float(ap) for n, ap in zip(table["name"], table["ap"], strict=True)},
+        "detections": str(test_dir / "detections.csv"),
+        "metrics": str(test_dir / "metrics.json"),
+        "chart": str(chart),
+    }
+
+
+def _detect_video_step(
+    video: Path,
+    config: Path,
+    checkpoint: str,
+    det: dict[str, Any],
+    label_map: Path,
+    out: Path,
+    s: DemoSettings,
+    progress: bool,
+) -> dict[str, Any]:
+    from slowfast_det.tools import detect_video
+
+    render = out / f"{video.stem}.rendered.mp4"
+    argv = [
+        str(video), "--config", str(config), "--weights", checkpoint, "--output-dir", str(out),
+        "--detector-config", det["config"], "--detector-weights", det["weights"],
+        "--detector-threshold", str(s.detection_thresh), "--person-class", "0",
+        "--label-map", str(label_map), "--render", str(render), "--device", "cpu", "--overwrite",
+    ] + ([] if progress else ["--no-progress"])  # fmt: skip
+    status = detect_video.main(detect_video.get_args_parser().parse_args(argv))
+    if status != 0:
+        raise RuntimeError(f"detect-video failed on {video} (exit status {status})")
+    csv = out / f"{video.stem}.actions.csv"
+    for path in (csv, render):
+        if not path.is_file():
+            raise RuntimeError(f"detect-video did not write {path}")
+    return {"video": str(video), "actions_csv": str(csv), "rendered": str(render)}
+
+
+def run_demo(
+    out: str | os.PathLike[str],
+    settings: DemoSettings = DemoSettings(),
+    *,
+    force: bool = False,
+    progress: bool = True,
+    steps_wanted: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run the demo steps into ``out``; returns ``{step: result}`` plus ``"seconds"`` and ``"skipped"``.
+
+    ``steps_wanted`` limits the run to the named steps and what they need ("synth", "detector", "train",
+    "test", "detect_video"; default all).
+    """
+    out = Path(out).resolve()
+    s = settings
+    wanted = set(steps_wanted or ("synth", "detector", "train", "test", "detect_video"))
+    steps = Steps(out, force=force)
+    results: dict[str, Any] = {}
+    data = out / "synth"
+    synth_params = {
+        k: getattr(s, k) for k in ("videos", "seconds", "width", "height", "seed", "debug_colors")
+    }
+    results["synth"] = steps.run(
+        "synth", synth_params,
+        lambda _: _synth_step(data, s, videos=s.videos, seconds=s.seconds, seed=s.seed, progress=progress),
+    )  # fmt: skip
+    if wanted <= {"synth"}:
+        return _finish(results, steps)
+    det_params = {**synth_params, "detector_iters": s.detector_iters}
+    results["detector"] = steps.run(
+        "detector", det_params, lambda _: _detector_step(data, out / "detector", s)
+    )
+    if wanted <= {"synth", "detector"}:
+        return _finish(results, steps)
+
+    _check_boxes(Path(results["detector"]["boxes"]["val"]), s.detection_thresh)
+    action_params = {**det_params, "epochs": s.epochs, "detection_thresh": s.detection_thresh}
+    for name, config_name in MODELS.items():
+        config = CONFIG_DIR / config_name
+        run_dir = out / f"train_{name}"
+        opts = action_overrides(
+            data, run_dir, epochs=s.epochs, detection_thresh=s.detection_thresh, seed=s.seed
+        )
+        params = {**action_params, "config": config_name}
+        trained = steps.run(
+            f"train_{name}", params,
+            lambda stale, c=config, o=opts, r=run_dir: _train_step(c, o, r, stale, progress),  # type: ignore[misc]
+        )  # fmt: skip
+        results[f"train_{name}"] = trained
+        if "test" in wanted or "detect_video" in wanted:
+            results[f"test_{name}"] = steps.run(
+                f"test_{name}", params,
+                lambda _, c=config, o=opts, ck=trained["checkpoint"], n=name: _test_step(  # type: ignore[misc]
+                    c, o, ck, out / f"test_{n}", progress
+                ),
+            )  # fmt: skip
+    if "detect_video" in wanted:
+        held_params = {
+            "seconds": s.heldout_seconds, "width": s.width, "height": s.height, "seed": s.seed + 1000,
+            "debug_colors": s.debug_colors,
+        }  # fmt: skip
+        held = out / "heldout"
+        results["heldout"] = steps.run(
+            "heldout", held_params,
+            lambda _: _synth_step(
+                held, s, videos=2, seconds=s.heldout_seconds, seed=s.seed + 1000, progress=progress
+            ),
+        )  # fmt: skip
+        video = held / "videos" / f"{results['heldout']['val_videos'][0]}.mp4"
+        results["detect_video"] = steps.run(
+            "detect_video", {**action_params, **{f"heldout_{k}": v for k, v in held_params.items()}},
+            lambda _: _detect_video_step(
+                video, CONFIG_DIR / MODELS["slowfast"], results["train_slowfast"]["checkpoint"],
+                results["detector"],
+                data / "annotations" / "ava_action_list_synth.pbtxt", out / "detect_video", s, progress,
+            ),
+        )  # fmt: skip
+    return _finish(results, steps)
+
+
+def _check_boxes(path: Path, thresh: float) -> None:
+    """Testing needs person boxes: fail early, with the remedy, when the detector found none >= thresh."""
+    from ava_tools.io import read_predicted_boxes
+
+    if len(read_predicted_boxes(path, score_thresh=thresh)) == 0:
+        raise RuntimeError(
+            f"{path}: the person detector found no box with score >= {thresh} on the val keyframes; train it "
+            "longer (--detector-iters) or lower --detection-thresh"
+        )
+
+
+def _finish(results: dict[str, Any], steps: Steps) -> dict[str, Any]:
+    results["seconds"] = dict(steps.seconds)
+    results["skipped"] = list(steps.skipped)
+    return results
+
+
+def format_summary(results: dict[str, Any], out: Path) -> str:
+    """The closing summary: outputs, detector AP, both mAPs, step times."""
+    lines = ["", "=" * 78, f"slowfast_det demo summary (outputs under {out})", "=" * 78]
+    if "synth" in results:
+        r = results["synth"]
+        lines.append(
+            f"SynthAVA dataset:        {r['root']}  "
+            f"({len(r['train_videos'])} train / {len(r['val_videos'])} val)"
+        )
+    if "detector" in results:
+        r = results["detector"]
+        lines.append(f"person detector:         {r['weights']}")
+        lines.append(
+            f"  val AP {r['ap']:.1f}  AP50 {r['ap50']:.1f}  (COCO box AP, pycocotools, trained from scratch)"
+        )
+        lines.append(f"  predicted boxes:       {r['boxes']['val']}")
+    for name in MODELS:
+        if f"test_{name}" in results:
+            r = results[f"test_{name}"]
+            lines.append(f"{name:<8} action model:   {results[f'train_{name}']['checkpoint']}")
+            lines.append(f"  frame-level AVA mAP@0.5IoU {r['map']:.4f}   (detections: {r['detections']})")
+            lines.append(f"  per-class AP chart:    {r['chart']}")
+    if "detect_video" in results:
+        r = results["detect_video"]
+        lines.append(f"detect-video on held-out {Path(r['video']).name}:")
+        lines.append(f"  per-person actions:    {r['actions_csv']}")
+        lines.append(f"  rendered video:        {r['rendered']}")
+    lines.append("step times (s): " + ", ".join(
+        f"{k} {v:.0f}" + (" (cached)" if k in results.get("skipped", []) else "")
+        for k, v in results["seconds"].items()
+    ))  # fmt: skip
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    d = DemoSettings()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument(
+        "--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)"
+    )
+    p.add_argument("--videos", type=int, default=d.videos, help=f"SynthAVA videos (default {d.videos})")
+    p.add_argument("--seconds", type=int, default=d.seconds, help=f"seconds per video (default {d.seconds})")
+    p.add_argument("--width", type=int, default=d.width, help=f"frame width (default {d.width})")
+    p.add_argument("--height", type=int, default=d.height, help=f"frame height (default {d.height})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument(
+        "--detector-iters",
+        type=int,
+        default=d.detector_iters,
+        help=f"detector training iterations (default {d.detector_iters})",
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"action-model epochs (default {d.epochs})")
+    p.add_argument(
+        "--detection-thresh",
+        type=float,
+        default=d.detection_thresh,
+        help=f"person-box score threshold for testing and detect-video (default {d.detection_thresh})",
+    )
+    p.add_argument(
+        "--debug-colors",
+        action=argparse.BooleanOptionalAction,
+        default=DemoSettings.debug_colors,
+        help="flat-colour SynthAVA, learnable in the demo's few minutes (default); --no-debug-colors: cluttered scenes",
+    )
+    p.add_argument("--force", action="store_true", help="redo every step, ignoring the done markers")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the demo; returns the exit status."""
+    settings = DemoSettings(
+        videos=args.videos, seconds=args.seconds, width=args.width, height=args.height, seed=args.seed,
+        detector_iters=args.detector_iters, epochs=args.epochs, detection_thresh=args.detection_thresh,
+        debug_colors=args.debug_colors,
+    )  # fmt: skip
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    tic = time.perf_counter()
+    print(f"[demo] settings: {asdict(settings)}; output {args.out.resolve()}", flush=True)
+    results = run_demo(args.out, settings, force=args.force, progress=not args.no_progress)
+    print(format_summary(results, args.out.resolve()))
+    print(f"total: {time.perf_counter() - tic:.0f} s")
+    return 0
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    sys.exit(main(get_args_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    cli()
