@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -307,7 +308,7 @@ def test_action_changes_fall_between_keyframes() -> None:
         scene = make_scene(index, seed=2, seconds=20, width=W, height=H)
         for person in scene.persons:
             assert person.spawn % FPS == FPS // 2 or person.spawn == 0
-            for a, b in zip(person.segments, person.segments[1:], strict=False):
+            for a, b in itertools.pairwise(person.segments):
                 assert a.end == b.start and a.end % FPS == FPS // 2
 
 
