@@ -6,7 +6,6 @@ import os
 import pickle
 import random
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,7 @@ AVA_SLOW = REPO / "configs/AVA/SLOW_4x16_R50.yaml"
 TINY = ["RESNET.WIDTH_PER_GROUP", "8", "MODEL.NUM_CLASSES", "5", "DATA.NUM_FRAMES", "8"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_model(config: Path = AVA_R50, overrides: list[str] = TINY, seed: int = 0) -> SlowFast:

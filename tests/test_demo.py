@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ava_tools.evaluate import evaluate
 from ava_tools.synth import SYNTH_CLASSES, generate
@@ -23,12 +21,7 @@ EPOCHS = 10
 TINY = dict(videos=6, seconds=12, seed=5, width=128, height=96, debug_colors=True, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small shared CI machines: oversubscribed threads are many times slower
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_short_training_beats_chance(tmp_path: Path) -> None:

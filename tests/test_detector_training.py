@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +18,7 @@ TINY = dict(videos=3, seconds=6, seed=3, width=128, height=96, progress=False)
 PARAMS = dt.DetectorParams(max_iter=20, base_lr=0.01, warmup_iters=2, ims_per_batch=2, seed=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # CI machines are small and shared: oversubscribed intra-op threads slow detectron2 down many times
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
