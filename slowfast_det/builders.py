@@ -162,13 +162,18 @@ def distributed_kwargs(cfg: CfgNode) -> dict[str, Any]:
     return {"use_gpu": cfg.NUM_GPUS > 0, "gpu_backend": cfg.DIST_BACKEND}
 
 
+def _lr_scale(cfg: CfgNode, num_nodes: int) -> int:
+    """Learning-rate multiplier: the number of nodes when ``SOLVER.BASE_LR_SCALE_NUM_SHARDS``, else 1."""
+    return num_nodes if cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS else 1
+
+
 def optimizer_kwargs(cfg: CfgNode, *, num_nodes: int = 1) -> dict[str, Any]:
     """Keyword arguments of ``slowfast_det.engine.solver.build_optimizer``.
 
     ``num_nodes`` scales the rate when ``SOLVER.BASE_LR_SCALE_NUM_SHARDS`` (PySlowFast multiplies by
     NUM_SHARDS, its number of nodes; with torchrun it is WORLD_SIZE / LOCAL_WORLD_SIZE).
     """
-    scale = num_nodes if cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS else 1
+    scale = _lr_scale(cfg, num_nodes)
     return {
         "method": cfg.SOLVER.OPTIMIZING_METHOD,
         "base_lr": cfg.SOLVER.BASE_LR * scale,
@@ -183,7 +188,7 @@ def optimizer_kwargs(cfg: CfgNode, *, num_nodes: int = 1) -> dict[str, Any]:
 
 def lr_schedule_kwargs(cfg: CfgNode, *, num_nodes: int = 1) -> dict[str, Any]:
     """Keyword arguments of ``slowfast_det.engine.solver.LRSchedule`` (scaled as :func:`optimizer_kwargs`)."""
-    scale = num_nodes if cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS else 1
+    scale = _lr_scale(cfg, num_nodes)
     return {
         "policy": cfg.SOLVER.LR_POLICY,
         "base_lr": cfg.SOLVER.BASE_LR * scale,
