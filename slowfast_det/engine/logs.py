@@ -36,7 +36,9 @@ def setup_logging(output_dir: str | os.PathLike[str] | None, *, is_main: bool, f
             root.removeHandler(handler)
             handler.close()
     fmt = logging.Formatter("[%(asctime)s %(levelname)s %(name)s] %(message)s", "%m/%d %H:%M:%S")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    # a caller that already logs to the console (e.g. the demo's basicConfig) keeps its handler: no double lines
+    console = any(type(h) is logging.StreamHandler for h in root.handlers)
+    handlers: list[logging.Handler] = [] if console else [logging.StreamHandler(sys.stdout)]
     if is_main and output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(Path(output_dir) / filename))
