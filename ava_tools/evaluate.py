@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # pandas is imported lazily: the CLI path does not need it (s
     import pandas as pd
 
 from ava_tools.atomic import atomic_output, write_text_atomic
+from ava_tools.cli import add_common_arguments, run_cli
 from ava_tools.labelmap import (
     AVA_V22_ACTIVITYNET,
     AVA_V22_ALL,
@@ -1534,6 +1535,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="python -m ava_tools.evaluate",
         description="AVA frame-mAP, numerically identical to ActivityNet's get_ava_performance.py, fast.",
     )
+    add_common_arguments(parser)
     parser.add_argument("-l", "--labelmap", default=None,
                         help="label map .pbtxt (default: the bundled ava_action_list_v2.2_for_activitynet_2019)")
     parser.add_argument("-g", "--groundtruth", required=True, help="ground-truth CSV")
@@ -1575,9 +1577,9 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def cli() -> None:
+def cli(argv: Sequence[str] | None = None) -> None:
     """Console entry point ``ava-evaluate``."""
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(run_cli(main, get_args_parser(), argv))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ava_tools.cli import UserError
+
 #: The 80-class AVA v2.2 action list (``label {name, label_id, label_type}`` entries).
 AVA_V22_ALL = "ava_action_list_v2.2.pbtxt"
 #: The 60 classes evaluated in the ActivityNet 2019 AVA challenge (``item {name, id}`` entries).
@@ -37,7 +39,7 @@ CATEGORY_GROUPS: dict[str, tuple[int, int]] = {
 }
 
 
-class AvaFormatError(ValueError):
+class AvaFormatError(UserError, ValueError):
     """An AVA input file (label map, CSV) or table that cannot be read; the message names file, line, problem."""
 
 

@@ -80,6 +80,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ava_tools.atomic import write_bytes_atomic, write_csv_atomic
+from ava_tools.cli import add_common_arguments, run_cli
 from ava_tools.video_io import VideoDecodeError, open_video
 
 __all__ = [
@@ -704,6 +705,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Cut AVA videos to [900, 1801) s, extract 30 fps JPEGs, write a PySlowFast frame list."
     )
+    add_common_arguments(p)
     p.add_argument("videos", nargs="+", help="video files or folders of videos")
     p.add_argument("--frames", required=True, type=Path, help="output root: FRAMES/{vid}/{vid}_%%06d.jpg")
     p.add_argument("--frame-list", required=True, type=Path, help="frame list CSV to write (e.g. train.csv)")
@@ -740,5 +742,10 @@ def main(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Console entry point ``ava-prepare``."""
+    sys.exit(run_cli(main, get_args_parser(), argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    cli()

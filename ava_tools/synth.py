@@ -64,6 +64,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from ava_tools.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
+from ava_tools.cli import add_common_arguments, run_cli
 from ava_tools.prepare import DONE_MARKER, frame_file_name, prepare
 from ava_tools.video_io import write_mp4
 
@@ -1000,6 +1001,7 @@ def _remove_stale(out: Path, keep: Sequence[str]) -> None:
 def get_args_parser() -> argparse.ArgumentParser:
     """Command-line options of ``python -m ava_tools.synth``."""
     p = argparse.ArgumentParser(description="Generate SynthAVA, a synthetic dataset in the AVA layout.")
+    add_common_arguments(p)
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--videos", type=int, default=8, help="number of videos (default 8)")
     p.add_argument("--seconds", type=int, default=20, help="seconds per video (default 20)")
@@ -1036,5 +1038,10 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Console entry point ``ava-synth``."""
+    sys.exit(run_cli(main, get_args_parser(), argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    cli()

@@ -16,6 +16,7 @@ import av.video.stream
 import numpy as np
 
 from ava_tools.atomic import atomic_output
+from ava_tools.cli import UserError
 
 __all__ = [
     "VideoDecodeError",
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(UserError, RuntimeError):
     """A video cannot be used: missing, unreadable, no video stream, corrupt, too short, or a frame not decodable.
 
     The message names the file. :mod:`slowfast_det.video` raises this class too.

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ava_tools.atomic import atomic_output
+from ava_tools.cli import UserError
 
 __all__ = [
     "CheckpointError",
@@ -53,7 +54,7 @@ FORMAT_NAME = "slowfast_det"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint cannot be read or does not match the model (the message names the file and the keys)."""
 
 

@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode
 
+from ava_tools.cli import UserError
+
 __all__ = [
     "ConfigError",
     "CfgNode",
@@ -42,7 +44,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid (unknown key, wrong type, unreadable file)."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ava_tools.cli import UserError
 from slowfast_det import compat
 from slowfast_det.weights import resolve_weights
 
@@ -37,7 +38,7 @@ DEFAULT_DETECTOR_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 DEFAULT_DETECTOR_WEIGHTS = "detectron2://COCO-Detection/faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl"
 
 
-class DetectorError(ValueError):
+class DetectorError(UserError, ValueError):
     """The detector's config or weights cannot be used (the message names the file and the problem)."""
 
 

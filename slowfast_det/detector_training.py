@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ava_tools.atomic import write_bytes_atomic
+from ava_tools.cli import UserError
 from slowfast_det import compat
 
 __all__ = [
@@ -73,7 +74,7 @@ AVA_FPS = 30
 _FRAME_NAME = re.compile(r"^(?P<vid>.+)_(?P<idx>\d{6})\.jpg$")
 
 
-class DetectorDataError(ValueError):
+class DetectorDataError(UserError, ValueError):
     """The dataset files the detector needs are missing or malformed."""
 
 

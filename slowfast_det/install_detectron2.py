@@ -28,7 +28,10 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+
+from ava_tools.cli import UserError, add_common_arguments, run_cli
 
 SDIST_NAME = "pb1-detectron2"
 SDIST_VERSION = "0.6"
@@ -55,7 +58,7 @@ include = ["detectron2*"]
 """
 
 
-class InstallError(RuntimeError):
+class InstallError(UserError, RuntimeError):
     """The sdist could not be fetched, verified or installed."""
 
 
@@ -145,6 +148,7 @@ def detectron2_installed(python: str) -> bool:
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
     parser.add_argument("--sdist", type=Path, default=None, help="local pb1-detectron2-0.6.tar.gz (offline)")
     parser.add_argument("--python", default=sys.executable, help="interpreter whose environment gets detectron2")
     parser.add_argument("--index-url", default=os.environ.get("PIP_INDEX_URL", DEFAULT_INDEX))
@@ -165,8 +169,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def cli() -> None:
-    sys.exit(main(get_args_parser().parse_args()))
+def cli(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run_cli(main, get_args_parser(), argv))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ava_tools.atomic import atomic_output
+from ava_tools.cli import UserError
 
 __all__ = [
     "DETECTRON2_URL_PREFIX",
@@ -42,7 +43,7 @@ DETECTRON2_URL_PREFIX = "https://dl.fbaipublicfiles.com/detectron2/"
 _CHUNK = 1 << 20  # 1 MiB
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """Weights cannot be found, downloaded or verified."""
 
 

@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 import torch
 
+from ava_tools.cli import UserError
 from slowfast_det.data.annotations import (
     FrameLists,
     Keyframes,
@@ -74,7 +75,7 @@ _PCA_EIGVAL = (0.225, 0.224, 0.229)
 _PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 
 
-class FrameReadError(OSError):
+class FrameReadError(UserError, OSError):
     """A frame image is missing or cannot be decoded (the message names the file)."""
 
 

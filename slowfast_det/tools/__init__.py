@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+from ava_tools.cli import add_common_arguments, run_cli
+
 __all__ = ["config_args_parser", "run_config_cli"]
 
 
@@ -18,6 +20,7 @@ def config_args_parser(
     """A parser with ``--cfg``, the script's own options (``add_arguments``), ``--no-progress`` and the
     trailing ``KEY VALUE`` config overrides (``args.opts``)."""
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    add_common_arguments(parser)
     parser.add_argument("--cfg", required=True, help="YAML config (slowfast_det or PySlowFast)")
     if add_arguments is not None:
         add_arguments(parser)
@@ -27,12 +30,10 @@ def config_args_parser(
 
 
 def run_config_cli(
-    main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
-) -> None:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run ``main``, then shut the process group down (also on errors)."""
+    main: Callable[[argparse.Namespace], int | None], parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run ``main`` through :func:`ava_tools.cli.run_cli`, then shut the
+    process group down (also on errors); returns the exit status."""
     from slowfast_det.engine.distributed import shutdown_distributed
 
-    try:
-        main(parser.parse_args(argv))
-    finally:
-        shutdown_distributed()
+    return run_cli(main, parser, argv, cleanup=shutdown_distributed)

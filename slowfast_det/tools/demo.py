@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ava_tools.atomic import write_json_atomic
+from ava_tools.cli import add_common_arguments, run_cli
 
 __all__ = ["DemoSettings", "cli", "get_args_parser", "main", "run_demo", "MODELS"]
 
@@ -365,6 +366,7 @@ def format_summary(results: dict[str, Any], out: Path) -> str:
 def get_args_parser() -> argparse.ArgumentParser:
     d = DemoSettings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    add_common_arguments(p)
     p.add_argument(
         "--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)"
     )
@@ -414,7 +416,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    sys.exit(main(get_args_parser().parse_args(argv)))
+    sys.exit(run_cli(main, get_args_parser(), argv))
 
 
 if __name__ == "__main__":

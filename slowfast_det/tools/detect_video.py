@@ -23,6 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ava_tools.cli import add_common_arguments, run_cli
+
 __all__ = ["cli", "get_args_parser", "main"]
 
 
@@ -53,6 +55,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         epilog="Keyframe clips are sampled by time at the model's 30 fps whatever the video's frame rate: see "
                "slowfast_det.streaming for the exact rule.",
     )
+    add_common_arguments(parser)
     parser.add_argument("inputs", nargs="+", help="video files, folders of videos, or glob patterns")
     parser.add_argument("--config", "--cfg", required=True, help="SlowFast YAML config (slowfast_det or PySlowFast)")
     parser.add_argument("--weights", required=True, help="SlowFast weights: local path or http(s) URL")
@@ -174,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    sys.exit(main(get_args_parser().parse_args(argv)))
+    sys.exit(run_cli(main, get_args_parser(), argv))
 
 
 if __name__ == "__main__":

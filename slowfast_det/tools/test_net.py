@@ -15,6 +15,7 @@ By default the current official evaluator's semantics apply and the exclusion fi
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from slowfast_det.tools import config_args_parser, run_config_cli
@@ -49,7 +50,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    run_config_cli(main, get_args_parser(), argv)
+    sys.exit(run_config_cli(main, get_args_parser(), argv))
 
 
 if __name__ == "__main__":

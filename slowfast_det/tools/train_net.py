@@ -12,6 +12,7 @@ training continues from the newest ``OUTPUT_DIR/checkpoints/checkpoint_epoch_*.p
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from slowfast_det.tools import config_args_parser, run_config_cli
@@ -38,7 +39,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    run_config_cli(main, get_args_parser(), argv)
+    sys.exit(run_config_cli(main, get_args_parser(), argv))
 
 
 if __name__ == "__main__":
