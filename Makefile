@@ -14,7 +14,7 @@ LINT_PATHS  := slowfast_det ava_tools tests
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml slowfast_det/install_detectron2.py
+$(STAMP): setup.cfg pyproject.toml slowfast_det/install_detectron2.py slowfast_det/detectron2_ext_standin.py
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools<81" wheel
 	$(PY) -m pip install -q $(TORCH_SPEC)

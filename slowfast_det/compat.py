@@ -1,46 +1,70 @@
-"""Compatibility shims that let detectron2 v0.6 import on a current stack.
+"""Compatibility shims that let detectron2 v0.6 import on a current stack, also when installed before they existed.
 
-Import this module (or call :func:`import_detectron2`) before importing detectron2. It does two things, each
-only when needed:
+``python -m slowfast_det.install_detectron2`` makes the installed detectron2 self-sufficient (it ships the
+``_C`` stand-in and fixes the Pillow constant in its sources), so a user's own detectron2 script needs nothing
+from here. This module is what the project calls before importing detectron2 (:func:`patch`,
+:func:`import_detectron2`); each step acts only when needed, so it also covers detectron2 installs made before
+the installer did this, and leaves the official build alone:
 
 * Pillow >= 10 removed ``PIL.Image.LINEAR``, which detectron2 v0.6 uses as a default argument at import time;
-  it is aliased to ``PIL.Image.BILINEAR`` (the same filter; upstream later made the same change).
-* ``detectron2.layers`` imports the C++ extension ``detectron2._C``. When the real extension is absent (the
-  Python-only install of ``slowfast_det.install_detectron2``), a stand-in module is registered whose every
-  attribute raises :class:`MissingDetectron2Op`, naming the op and how to get the official build. Faster R-CNN
-  uses none of these ops (torchvision provides nms and roi_align), so it runs unchanged; rotated boxes,
-  deformable convs and the fast COCO evaluator do not. With the real extension installed nothing is replaced.
+  it is aliased to ``PIL.Image.BILINEAR`` (the same filter; upstream made the same change after v0.6).
+* ``detectron2.layers`` imports the C++ extension ``detectron2._C``. Unless a compiled extension is found, the
+  module :mod:`slowfast_det.detectron2_ext_standin` is registered as ``detectron2._C`` (the same code the
+  installer ships as ``detectron2/_C.py``; using our copy keeps :class:`MissingDetectron2Op` one class). Its
+  every op raises :class:`MissingDetectron2Op`, naming the op and the README section. Faster R-CNN uses none
+  of these ops (torchvision provides nms and roi_align); rotated boxes, deformable convs and the fast COCO
+  evaluator do. A compiled extension (the official build) is never replaced.
+* Third-party deprecation warnings that every run would print are filtered, each by its message and the module
+  it is attributed to (see :func:`silence_third_party_warnings`); nothing else is filtered.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 import types
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
-_OFFICIAL_BUILD = (
-    "install the official detectron2 build with its C++ extension, e.g. "
-    "`pip install 'git+https://github.com/facebookresearch/detectron2.git@v0.6'` (needs internet and a compiler)"
+if TYPE_CHECKING:  # at run time served by __getattr__ below, so importing this module stays free of torch
+    from slowfast_det.detectron2_ext_standin import MissingDetectron2Op
+
+__all__ = ["MissingDetectron2Op", "has_real_extension", "import_detectron2", "patch", "silence_third_party_warnings"]
+
+_STANDIN_MODULE = "slowfast_det.detectron2_ext_standin"
+
+# (message regex, category, module regex the warning is attributed to): why each one is safe to hide.
+_THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    # detectron2 v0.6's model_zoo imports pkg_resources (setuptools < 81 still has it, see setup.cfg)
+    (r"pkg_resources is deprecated as an API", Warning, r"detectron2\.model_zoo\.model_zoo"),
+    # fvcore.nn.focal_loss and detectron2.modeling.box_regression decorate functions with torch.jit.script at
+    # import; torch attributes the warning to its own module (no stacklevel), so that is the module named here.
+    # This project never calls torch.jit.script itself.
+    (r"`torch\.jit\.script` is deprecated", FutureWarning, r"torch\.jit\._script"),
+    # detectron2's anchor generator calls torch.meshgrid without `indexing` on every forward; its default ("ij")
+    # is what detectron2 means. Attributed to torch.functional; this project always passes `indexing`.
+    (r"torch\.meshgrid: in an upcoming release, it will be required to pass the indexing argument",
+     UserWarning, r"torch\.functional"),
 )
 
 
-class MissingDetectron2Op(RuntimeError):
-    """A detectron2 C++ op was used, but only the Python-only detectron2 install is present."""
+def __getattr__(name: str) -> Any:
+    """``MissingDetectron2Op`` is the stand-in's class, imported on first use (the stand-in imports torch)."""
+    if name == "MissingDetectron2Op":
+        return importlib.import_module(_STANDIN_MODULE).MissingDetectron2Op
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _MissingExtension(types.ModuleType):
-    """Stand-in for ``detectron2._C``: importable, but any op raises a clear error."""
+def silence_third_party_warnings() -> None:
+    """Hide the deprecation warnings that detectron2, fvcore and torch print on every run (idempotent).
 
-    is_slowfast_det_stub = True
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise MissingDetectron2Op(
-            f"detectron2 C++ op '{name}' is not available: this detectron2 was installed without its C++ "
-            f"extension (rotated boxes, deformable convolution and the fast COCO evaluator need it); {_OFFICIAL_BUILD}"
-        )
+    Each filter names the exact message and the module the warning is attributed to, so the same warning from
+    other code elsewhere, and every warning of this project, still shows.
+    """
+    for message, category, module in _THIRD_PARTY_WARNINGS:
+        # filterwarnings drops an identical existing filter before inserting, so repeated calls do not pile up
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
 def _alias_pillow_linear() -> None:
@@ -57,36 +81,18 @@ def _install_extension_stub() -> None:
     if parent is None:
         raise ImportError(
             "detectron2 is not installed. Run `make detectron2` (or `python -m slowfast_det.install_detectron2`) "
-            f"to install v0.6 from the PyPI sdist pb1-detectron2, or {_OFFICIAL_BUILD}"
+            "to install v0.6 from the PyPI sdist pb1-detectron2; see the 'Detectron2' section of the README"
         )
-    if importlib.util.find_spec("detectron2._C") is not None:
-        return  # the real extension is present
-    sys.modules["detectron2._C"] = _MissingExtension("detectron2._C")
-    _register_missing_torch_ops()
-
-
-_torch_op_library: Any = None
-
-
-def _register_missing_torch_ops() -> None:
-    """The real extension also registers ``torch.ops.detectron2.nms_rotated``; register a raising one."""
-    global _torch_op_library
-    if _torch_op_library is not None:
-        return
-    import torch
-
-    library = torch.library.Library("detectron2", "DEF")
-    library.define("nms_rotated(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor")
-
-    def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-        return _MissingExtension("detectron2._C").nms_rotated  # raises MissingDetectron2Op
-
-    library.impl("nms_rotated", nms_rotated, "CompositeExplicitAutograd")
-    _torch_op_library = library
+    spec = importlib.util.find_spec("detectron2._C")
+    if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+        return  # the real compiled extension: leave it alone
+    # absent (detectron2 installed before the installer shipped detectron2/_C.py) or the installed stand-in
+    sys.modules["detectron2._C"] = importlib.import_module(_STANDIN_MODULE)
 
 
 def patch() -> None:
-    """Apply both shims (idempotent)."""
+    """Apply the shims and the warning filters (idempotent)."""
+    silence_third_party_warnings()
     _alias_pillow_linear()
     _install_extension_stub()
 
