@@ -10,12 +10,17 @@ Formats (see the field notes, section 3):
 
 Values are parsed as PySlowFast parses them (Python ``int``/``float`` semantics, exact decimal-to-binary
 rounding; ``"0902"`` is 902). Boxes are normalised ``x1, y1, x2, y2``. A malformed row raises
-:class:`AvaFormatError`, which names the file, the 1-based line and column and what was expected.
+:class:`AvaFormatError`, which names the file, the 1-based line and column, the field and what was expected.
+
+Every reader also takes gzip- or bz2-compressed files (``train.csv.gz``), recognised by their first bytes
+whatever their name (:mod:`ava_tools.compression`); other compressed formats are named in the error. A CSV of
+zero bytes reads as a table without rows (with a logged "empty file" warning); a frame list needs its header.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -29,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ava_tools import labelmap
+from ava_tools.compression import DECODE_ERRORS, READABLE, open_text, sniff_compression, unsupported_message
 
 __all__ = [
     "ANNOTATION_COLUMNS",
@@ -47,6 +53,8 @@ ANNOTATION_COLUMNS = ("video_id", "timestamp", "x1", "y1", "x2", "y2", "action_i
 PREDICTED_BOX_COLUMNS = ("video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score")
 EXCLUSION_COLUMNS = ("video_id", "timestamp")
 FRAME_LIST_COLUMNS = ("original_vido_id", "video_id", "frame_id", "path", "labels")
+logger = logging.getLogger(__name__)
+
 _FRAME_LIST_HEADER_FIRST = (
     "original_vido_id",
     "original_video_id",
@@ -105,11 +113,12 @@ _EXPECTED = {
 }
 
 
-def _read_pandas(path: Path, n_columns: int, sep: str, skiprows: int) -> pa.Table:
+def _read_pandas(path: Path, n_columns: int, sep: str, skiprows: int, compression: str | None) -> pa.Table:
     """Slow exact path: every field as text ('' where a line is short), one row per physical line."""
     try:
         frame = pd.read_csv(
             path,
+            compression=compression,
             sep=sep,
             header=None,
             skiprows=skiprows,
@@ -132,25 +141,32 @@ def _read_pandas(path: Path, n_columns: int, sep: str, skiprows: int) -> pa.Tabl
             ) from exc
         raise AvaFormatError(path, None, None, f"cannot be parsed: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise AvaFormatError(path, None, None, f"not UTF-8 text: {exc}") from exc
+        what = "not UTF-8 text" if compression is None else f"{compression}-compressed, but not UTF-8 text inside"
+        raise AvaFormatError(path, None, None, f"{what}: {exc}") from exc
+    except DECODE_ERRORS as exc:
+        if compression is None:
+            raise
+        raise AvaFormatError(path, None, None, f"corrupt or truncated {compression} data ({exc})") from exc
     return pa.table({str(j): pa.array(frame[j].tolist(), type=pa.string()) for j in frame.columns})
 
 
-def _read_arrow(path: Path, delimiter: str, skiprows: int) -> pa.Table | None:
+def _read_arrow(path: Path, delimiter: str, skiprows: int, compression: str | None) -> pa.Table | None:
     """Fast path (pyarrow's reader, no Python object per field); None where it cannot decide."""
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(skip_rows=skiprows, autogenerate_column_names=True),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f"f{i}": pa.string() for i in range(64)},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        return None  # ragged rows, blank lines, bad UTF-8, empty file: the pandas path names the problem
+        # compression given explicitly: pyarrow would otherwise guess it from the file name
+        with pa.input_stream(str(path), compression=compression) as stream:
+            table = pacsv.read_csv(
+                stream,
+                read_options=pacsv.ReadOptions(skip_rows=skiprows, autogenerate_column_names=True),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={f"f{i}": pa.string() for i in range(64)},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
+        return None  # ragged rows, blank lines, bad UTF-8, empty or corrupt file: the pandas path names the problem
     return table.rename_columns([str(i) for i in range(table.num_columns)])
 
 
@@ -159,10 +175,9 @@ def _read_raw(path: Path, n_columns: int, *, frame_list: bool = False) -> pa.Tab
 
     CSV files split on commas (no quoting); frame lists on runs of whitespace, as Python's ``str.split()``.
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    compression = _compression(path)
     skip = 1 if frame_list else 0
-    table = _read_arrow(path, " " if frame_list else ",", skip)
+    table = _read_arrow(path, " " if frame_list else ",", skip, compression)
     if table is not None and frame_list:
         # single spaces only: double spaces (empty fields) or tabs need whitespace-run splitting
         odd = any(
@@ -172,8 +187,18 @@ def _read_raw(path: Path, n_columns: int, *, frame_list: bool = False) -> pa.Tab
         if odd or table.num_columns != n_columns:
             table = None
     if table is None:
-        table = _read_pandas(path, n_columns, r"\s+" if frame_list else ",", skip)
+        table = _read_pandas(path, n_columns, r"\s+" if frame_list else ",", skip, compression)
     return table
+
+
+def _compression(path: Path) -> str | None:
+    """The file's compression (None: plain text); raises for a missing file or a format not read here."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    compression = sniff_compression(path)
+    if compression is not None and compression not in READABLE:
+        raise AvaFormatError(path, None, None, unsupported_message(compression))
+    return compression
 
 
 def _python_parse(values: Sequence[str], parse: Callable[[str], object]) -> int | None:
@@ -186,8 +211,9 @@ def _python_parse(values: Sequence[str], parse: Callable[[str], object]) -> int 
     return None
 
 
-def _to_numeric(text: pa.ChunkedArray | pa.Array, kind: str, path: Path, column: int) -> np.ndarray:
-    """Parse a text column as PySlowFast does (``int(text)`` / ``float(text)``); errors name the line."""
+def _to_numeric(text: pa.ChunkedArray | pa.Array, kind: str, path: Path, column: int, name: str) -> np.ndarray:
+    """Parse a text column as PySlowFast does (``int(text)`` / ``float(text)``); errors name the line and the
+    field (``name``) and quote the text as written."""
     target = pa.float64() if kind == "float" else pa.int64()
     if kind == "label":
         text = pc.if_else(pc.equal(text, ""), "-1", text)
@@ -200,14 +226,20 @@ def _to_numeric(text: pa.ChunkedArray | pa.Array, kind: str, path: Path, column:
         parse: Callable[[str], object] = float if kind == "float" else int
         bad = _python_parse(texts, parse)
         if bad is not None:
-            raise AvaFormatError(path, bad + 1, column, f"{texts[bad]!r} is not {_EXPECTED[kind]}") from None
+            raise AvaFormatError(path, bad + 1, column, f"{name} {texts[bad]!r} is not {_EXPECTED[kind]}") from None
         values = np.array([parse(t) for t in texts], dtype=np.float64 if kind == "float" else np.int64)
     if kind == "float":
         finite = np.isfinite(values)
         if not finite.all():
             bad = int(np.argmin(finite))
-            raise AvaFormatError(path, bad + 1, column, f"{text[bad].as_py()!r} is not {_EXPECTED[kind]}")
+            raise AvaFormatError(path, bad + 1, column, f"{name} {text[bad].as_py()!r} is not {_EXPECTED[kind]}")
     return values
+
+
+def _empty_description(path: Path) -> str:
+    """How an input without content is described: "empty file (0 bytes)", or empty after decompression."""
+    size = path.stat().st_size
+    return "empty file (0 bytes)" if size == 0 else f"empty file ({size} bytes, no text after decompression)"
 
 
 def _first_empty(text: pa.ChunkedArray) -> int | None:
@@ -219,6 +251,8 @@ def _first_empty(text: pa.ChunkedArray) -> int | None:
 
 def _parse_table(path: Path, spec: Sequence[_Col], *, with_source: bool) -> pd.DataFrame:
     raw = _read_raw(path, len(spec))
+    if raw.num_rows == 0:
+        logger.warning("%s: %s: the table has no rows", path, _empty_description(path))
     n_min = sum(c.required for c in spec)
     n_cols = raw.num_columns
     if raw.num_rows and not (n_min <= n_cols <= len(spec)):
@@ -241,7 +275,7 @@ def _parse_table(path: Path, spec: Sequence[_Col], *, with_source: bool) -> pd.D
                 )
             out[col.name] = text
         else:
-            out[col.name] = _to_numeric(text, col.kind, path, j + 1)
+            out[col.name] = _to_numeric(text, col.kind, path, j + 1, col.name)
     if with_source:
         out["line"] = np.arange(1, raw.num_rows + 1, dtype=np.int64)
         out["box_text"] = pc.binary_join_element_wise(*(raw.column(k) for k in range(2, 6)), ",")
@@ -301,10 +335,18 @@ def read_exclusions(path: str | os.PathLike[str]) -> pd.DataFrame:
 def read_frame_list_table(path: str | os.PathLike[str]) -> pa.Table:
     """:func:`read_frame_list` as an Arrow table (compact: no Python object per field; for 6M-line lists)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        header = f.readline().split()
+    compression = _compression(path)
+    try:
+        with open_text(path, compression, errors="replace") as f:
+            first_line = f.readline()
+    except DECODE_ERRORS as exc:
+        raise AvaFormatError(path, None, None, f"corrupt or truncated {compression} data ({exc})") from exc
+    if not first_line:
+        raise AvaFormatError(
+            path, None, None, f"{_empty_description(path)}; expected a frame list with the header line "
+            f"'{' '.join(FRAME_LIST_COLUMNS)}'"
+        )
+    header = first_line.split()
     if not header or header[0] not in _FRAME_LIST_HEADER_FIRST:
         raise AvaFormatError(
             path,

@@ -11,6 +11,7 @@ The official ``read_labelmap`` looks at each line on its own:
 The evaluator then uses ``max(id)`` classes, maps an id to the *last* name given for it, and one metric key
 per name (two ids with the same name share one key). Two label maps ship with the package (data files under
 ``ava_tools/labelmaps/``): the 80 AVA v2.2 classes and the 60 classes evaluated by ActivityNet 2019.
+A gzip- or bz2-compressed label map is read as well (see :mod:`ava_tools.compression`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from ava_tools.cli import UserError
+from ava_tools.compression import DECODE_ERRORS, READABLE, open_text, sniff_compression, unsupported_message
 
 #: The 80-class AVA v2.2 action list (``label {name, label_id, label_type}`` entries).
 AVA_V22_ALL = "ava_action_list_v2.2.pbtxt"
@@ -119,13 +121,29 @@ def read_labelmap(path: str | os.PathLike[str]) -> LabelMap:
     """Read a ``.pbtxt`` label map file with the official line-based rules.
 
     Raises:
-        AvaFormatError: the file is missing, unreadable or malformed.
+        AvaFormatError: the file is missing, unreadable, empty, compressed in a format not read here, not UTF-8
+            text, or malformed.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            return parse_labelmap(f, source=str(path))
+        compression = sniff_compression(path)
+        size = os.stat(path).st_size
     except OSError as e:
         raise AvaFormatError(f"{path}: cannot read label map ({e.strerror or e})") from None
+    if compression is not None and compression not in READABLE:
+        raise AvaFormatError(f"{path}: {unsupported_message(compression)}")
+    try:
+        with open_text(path, compression) as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        inside = "" if compression is None else f" inside the {compression} data"
+        raise AvaFormatError(f"{path}: not UTF-8 text{inside}, expected a .pbtxt label map ({e})") from None
+    except DECODE_ERRORS as e:
+        what = f"corrupt or truncated {compression} data" if compression else "cannot read label map"
+        raise AvaFormatError(f"{path}: {what} ({getattr(e, 'strerror', None) or e})") from None
+    if not "".join(lines).strip():
+        empty = "empty file (0 bytes)" if size == 0 else "only whitespace" if compression is None else "no text inside"
+        raise AvaFormatError(f"{path}: {empty}; expected a label map with '  id:' or '  label_id:' lines")
+    return parse_labelmap(lines, source=str(path))
 
 
 def bundled_labelmap_path(name: str = AVA_V22_ACTIVITYNET) -> Path:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import logging
+import lzma
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ava_tools.io import (
@@ -105,7 +112,7 @@ def test_annotation_errors_name_file_line_column(
 
 def test_predicted_boxes_need_a_score(tmp_path: Path) -> None:
     f = _write(tmp_path / "p.csv", "v,902,0.1,0.2,0.3,0.4,1,0.9\nv,902,0.1,0.2,0.3,0.4,1\n")
-    with pytest.raises(AvaFormatError, match=r"line 2, column 8: '' is not a finite number"):
+    with pytest.raises(AvaFormatError, match=r"line 2, column 8: score '' is not a finite number"):
         read_predicted_boxes(f)
     f7 = _write(tmp_path / "p7.csv", "v,902,0.1,0.2,0.3,0.4,1\n")
     with pytest.raises(AvaFormatError, match="7 fields, expected 8"):
@@ -155,3 +162,74 @@ def test_many_rows_parse_exactly(tmp_path: Path) -> None:
     t = read_annotations(_write(tmp_path / "many.csv", rows))
     expected = np.array([[float(s) for s in row] for row in texts])
     np.testing.assert_array_equal(t[["x1", "y1", "x2", "y2"]].to_numpy(), expected)
+
+
+_GT = "v,0902,0.1,0.2,0.3,0.4,1,7\nv,903,0.5,0.25,0.75,1.0,,\n"
+_PRED = "v,0902,0.1,0.2,0.3,0.4,,0.875\nv,903,0.5,0.25,0.75,1.0,3,0.5\n"
+_EXCL = "v,0905\nw,1200\n"
+_FRAMES = 'original_vido_id video_id frame_id path labels\nv 0 0 v/v_000001.jpg ""\nv  0 1   v/v_000002.jpg ""\n'
+_READERS = [
+    (read_annotations, _GT), (read_predicted_boxes, _PRED), (read_exclusions, _EXCL), (read_frame_list, _FRAMES)
+]
+
+
+@pytest.mark.parametrize(("reader", "text"), _READERS, ids=["gt", "predicted", "exclusions", "frame_list"])
+@pytest.mark.parametrize(
+    ("opener", "name"),
+    [(gzip.open, "x.csv.gz"), (gzip.open, "gzip_named_plain.csv"), (bz2.open, "x.csv.bz2")],
+    ids=["gz", "gz-without-suffix", "bz2"],
+)
+def test_compressed_files_read_like_plain_ones(
+    reader: Callable[[Path], pd.DataFrame], text: str, opener: Callable[..., IO[str]], name: str, tmp_path: Path
+) -> None:
+    plain = _write(tmp_path / "plain.csv", text)
+    packed = tmp_path / name
+    with opener(packed, "wt") as f:
+        f.write(text)
+    got, want = reader(packed), reader(plain)
+    assert len(want) == 2
+    assert got.to_dict("list") == want.to_dict("list")
+
+
+def test_plain_text_named_gz_is_read_as_text(tmp_path: Path) -> None:
+    assert read_annotations(_write(tmp_path / "a.csv.gz", _GT))["person_id"].tolist() == [7, -1]
+
+
+def test_other_compression_and_corrupt_gzip_are_named(tmp_path: Path) -> None:
+    xz = tmp_path / "a.csv.xz"
+    xz.write_bytes(lzma.compress(_GT.encode()))
+    for reader in (read_annotations, read_frame_list):
+        with pytest.raises(AvaFormatError, match=r"a\.csv\.xz: xz-compressed data; decompress it first"):
+            reader(xz)
+    truncated = tmp_path / "t.csv.gz"
+    truncated.write_bytes(gzip.compress((_GT * 50).encode())[:60])
+    with pytest.raises(AvaFormatError, match=r"t\.csv\.gz: corrupt or truncated gzip data"):
+        read_annotations(truncated)
+
+
+def test_zero_byte_inputs_say_empty_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    empty = _write(tmp_path / "e.csv", "")
+    with caplog.at_level(logging.WARNING, logger="ava_tools.io"):
+        for reader in (read_annotations, read_predicted_boxes, read_exclusions):
+            assert len(reader(empty)) == 0  # a CSV without rows is valid (e.g. no detections)
+    assert caplog.messages == [f"{empty}: empty file (0 bytes): the table has no rows"] * 3
+    with pytest.raises(AvaFormatError, match=r"e\.csv: empty file \(0 bytes\); expected a frame list with the header"):
+        read_frame_list(empty)
+    empty_gz = tmp_path / "e.csv.gz"
+    empty_gz.write_bytes(gzip.compress(b""))
+    with pytest.raises(AvaFormatError, match=r"empty file \(\d+ bytes, no text after decompression\)"):
+        read_frame_list(empty_gz)
+
+
+def test_messages_name_the_field_and_quote_the_text(tmp_path: Path) -> None:
+    """The 8th column is person_id in ground truth and score in predictions; values are quoted as written."""
+    gt = _write(tmp_path / "gt.csv", "v,902,0.1,0.2,0.3,0.4,1,7\nv,902,0.1,0.2,0.3,0.4,1,0.9\n")
+    with pytest.raises(AvaFormatError) as info:
+        read_annotations(gt)
+    assert str(info.value) == f"{gt}, line 2, column 8: person_id '0.9' is not an integer or nothing"
+    pred = _write(tmp_path / "p.csv", "v,902,-0.1,0.2,0.3,0.4,1,inf\n")
+    with pytest.raises(AvaFormatError) as info:
+        read_predicted_boxes(pred)
+    assert str(info.value) == f"{pred}, line 1, column 8: score 'inf' is not a finite number"
+    with pytest.raises(AvaFormatError, match=r"column 3: x1 '-0\.1x' is not a finite number"):
+        read_annotations(_write(tmp_path / "x.csv", "v,902,-0.1x,0.2,0.3,0.4,1,1\n"))

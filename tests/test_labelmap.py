@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,33 @@ def test_read_labelmap_file_and_missing_file(tmp_path: Path) -> None:
     assert read_labelmap(p) == LabelMap(((3, "a"),), source=str(p))
     with pytest.raises(AvaFormatError, match="cannot read label map"):
         read_labelmap(tmp_path / "missing.pbtxt")
+
+
+def test_compressed_label_maps(tmp_path: Path) -> None:
+    text = load_bundled_labelmap(AVA_V22_ALL)
+    plain = Path(text.source).read_bytes()
+    for name, data in [("m.pbtxt.gz", gzip.compress(plain)), ("m_gz.pbtxt", gzip.compress(plain)),
+                       ("m.pbtxt.bz2", bz2.compress(plain))]:
+        (tmp_path / name).write_bytes(data)
+        assert read_labelmap(tmp_path / name).entries == text.entries
+    (tmp_path / "m.pbtxt.xz").write_bytes(lzma.compress(plain))
+    with pytest.raises(AvaFormatError, match=r"m\.pbtxt\.xz: xz-compressed data; decompress it first"):
+        read_labelmap(tmp_path / "m.pbtxt.xz")
+    (tmp_path / "t.pbtxt.gz").write_bytes(gzip.compress(plain)[:100])
+    with pytest.raises(AvaFormatError, match=r"t\.pbtxt\.gz: corrupt or truncated gzip data"):
+        read_labelmap(tmp_path / "t.pbtxt.gz")
+
+
+def test_empty_and_binary_label_maps_are_named(tmp_path: Path) -> None:
+    (tmp_path / "e.pbtxt").write_bytes(b"")
+    with pytest.raises(AvaFormatError, match=r"e\.pbtxt: empty file \(0 bytes\); expected a label map with '  id:'"):
+        read_labelmap(tmp_path / "e.pbtxt")
+    (tmp_path / "e.pbtxt.gz").write_bytes(gzip.compress(b""))
+    with pytest.raises(AvaFormatError, match=r"no text inside; expected a label map"):
+        read_labelmap(tmp_path / "e.pbtxt.gz")
+    (tmp_path / "b.pbtxt").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(AvaFormatError, match=r"b\.pbtxt: not UTF-8 text, expected a \.pbtxt label map"):
+        read_labelmap(tmp_path / "b.pbtxt")
 
 
 def test_bundled_ava_v22_maps() -> None:
