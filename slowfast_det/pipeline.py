@@ -52,7 +52,7 @@ from slowfast_det.data.transforms import (
     short_side_scale_size,
 )
 from slowfast_det.detector import PersonDetector
-from slowfast_det.render import RenderBox, RenderKeyframe, render_video
+from slowfast_det.render import RenderBox, RenderKeyframe, contact_sheet_path, render_video
 from slowfast_det.streaming import ClipStream, KeyframeClip, VideoDecodeError, as_fraction, probe_video
 from slowfast_det.tracking import IoUTracker
 
@@ -411,8 +411,10 @@ class OutputOptions:
         format: ``csv`` (``<name>.actions.csv``, header, person ids) or ``ava`` (``<name>.ava.csv``, the
             8-column AVA detection format without header, rows with an action only).
         json: also write ``<name>.actions.json`` (keyframes -> persons -> actions).
-        render: None, or where renders go: a ``.mp4`` path (one input video) or a folder (``<name>.mp4``).
-        render_short_side: render size (None: source size).
+        render: None, or where renders go: a ``.mp4`` path (one input video) or a folder (``<name>.mp4``);
+            each render gets a contact sheet beside it (``<name>.contact.png``).
+        render_short_side: render short side in pixels (None: the source size, sources with a short side
+            under :data:`slowfast_det.render.RENDER_MIN_SHORT_SIDE` upscaled to it).
         action_threshold: smallest action score written.
         topk: at most this many actions per person (None: all above the threshold).
         class_names: ``{action id: name}`` (the label map).
@@ -431,7 +433,7 @@ class OutputOptions:
 
 
 def output_paths(video: Path, options: OutputOptions, *, single: bool) -> dict[str, Path]:
-    """The files one video produces (``table``, optionally ``json`` and ``render``)."""
+    """The files one video produces (``table``, optionally ``json``, ``render`` and its ``contact_sheet``)."""
     stem = video.stem
     paths = {"table": options.output_dir / (f"{stem}.actions.csv" if options.format == "csv" else f"{stem}.ava.csv")}
     if options.json:
@@ -441,6 +443,7 @@ def output_paths(video: Path, options: OutputOptions, *, single: bool) -> dict[s
             paths["render"] = options.render
         else:
             paths["render"] = options.render / f"{stem}.mp4"
+        paths["contact_sheet"] = contact_sheet_path(paths["render"])
     return paths
 
 

@@ -334,6 +334,9 @@ def test_keyframes_without_people(presence_runner: VideoActionDetector, tmp_path
     ) + "\n"  # header only
     with av.open(str(tmp_path / "out" / "dark.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 50
+        codec = container.streams.video[0].codec_context
+        assert min(codec.width, codec.height) == 480  # a small source is upscaled by default
+    assert (tmp_path / "out" / "dark.contact.png").is_file()
 
 
 @pytest.mark.parametrize("kind", ["cfr25", "vfr"])

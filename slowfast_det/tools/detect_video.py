@@ -85,8 +85,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="also write <name>.actions.json")
     out.add_argument("--render", nargs="?", const="", default=None, metavar="OUT.mp4",
                      help="draw boxes, ids and top actions: OUT.mp4 (one video) or a folder; no value: "
-                          "OUTPUT_DIR/renders/")
-    out.add_argument("--render-short-side", type=int, default=None, help="render short side (default: source size)")
+                          "OUTPUT_DIR/renders/; a contact sheet OUT.contact.png of keyframes is written beside it")
+    out.add_argument("--render-short-side", type=int, default=None,
+                     help="render short side in pixels (default: the source size, sources smaller than 480 "
+                          "upscaled to 480)")
     out.add_argument("--label-map", default=None,
                      help="label map .pbtxt for action names (default: the bundled AVA v2.2 80-class list)")
     run = parser.add_argument_group("running")
