@@ -285,7 +285,7 @@ def main(args: argparse.Namespace) -> int:
                 model=model, detector=detector, device=device, batch_size=args.batch_size,
                 tracker_iou=args.tracker_iou, tracker_max_age=args.tracker_max_age,
                 allow_nonfinite=args.allow_nonfinite, weights_name=str(weights),
-                detector_weights_name=str(det_weights), **video_detector_kwargs(cfg),
+                detector_weights_name=str(det_weights) if det_weights else None, **video_detector_kwargs(cfg),
             )
         except UserError:
             raise
