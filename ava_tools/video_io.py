@@ -39,11 +39,13 @@ def open_video(
     """Open ``path`` and return ``(container, first video stream)``.
 
     Raises:
-        VideoDecodeError: the file does not exist, is not a media file, or has no video stream.
+        VideoDecodeError: the file does not exist, is empty, is not a media file, or has no video stream.
     """
     path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
     try:
         container = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as exc:

@@ -21,11 +21,27 @@ full-size keyframe; results are a few numbers per person and keyframe.
 
 :func:`run_videos` runs many videos into an output folder with per-video outputs written atomically,
 skips finished ones, and returns a summary (done / skipped / failed with the reason).
+
+**Reruns.** Next to each video's outputs, ``<name>.meta.json`` records the settings that made them (model
+config, weights sha256, detector, keyframe times, thresholds, format, label map, tool version: see
+:func:`run_videos`). A rerun skips a video only when its outputs exist *and* were made with the same settings;
+outputs made with other settings are kept and reported with the settings that differ (``--overwrite`` redoes
+them). While a video is processed, ``<name>.lock`` in the output folder is held with ``flock``, so a second run
+into the same folder moves on to other videos instead of doing the same work; the kernel releases the lock when
+the process ends, however it ends.
+
+**Non-finite scores.** NaN or infinite action scores (broken weights, overflowing activations) and non-finite
+detector outputs (which detectron2 drops silently, so people would just be missing) fail the video with a
+message naming the weights, the video and the keyframe time, unless ``allow_nonfinite``.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import glob
+import hashlib
+import json
 import logging
 import os
 import time
@@ -40,6 +56,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ava_tools.cli import UserError, version_string
 from slowfast_det import export
 from slowfast_det.boxes import BoxMode, clip, convert
 from slowfast_det.data.clips import pack_pathways
@@ -59,22 +76,32 @@ from slowfast_det.tracking import IoUTracker
 __all__ = [
     "VIDEO_EXTENSIONS",
     "KeyframeResult",
+    "NonFiniteScoresError",
     "OutputOptions",
     "PersonResult",
     "RunSummary",
     "VideoActionDetector",
     "VideoResult",
+    "check_output_folder",
     "expand_inputs",
+    "meta_path",
     "output_paths",
     "run_videos",
+    "settings_differences",
 ]
 
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 
+
+
+class NonFiniteScoresError(UserError, RuntimeError):
+    """The model or the detector produced NaN/inf scores; the message names the weights, video and keyframe."""
+
+
 #: Errors that fail one video (recorded in the summary) while the others go on.
-VIDEO_ERRORS: tuple[type[BaseException], ...] = (VideoDecodeError, av.FFmpegError, OSError)
+VIDEO_ERRORS: tuple[type[BaseException], ...] = (VideoDecodeError, NonFiniteScoresError, av.FFmpegError, OSError)
 
 
 @dataclass
@@ -115,6 +142,8 @@ class VideoResult:
             ``track``, ``slowfast`` (clip tensors + forward + activation); ``write``/``render`` are added by
             :func:`run_videos`.
         stats: ``frames_decoded``, ``packets_skipped``, ``max_frames_held``, ``truncated``.
+        warnings: things the user should know about the result (no keyframe in the time range, non-finite
+            scores written with ``allow_nonfinite``).
     """
 
     video_id: str
@@ -124,6 +153,7 @@ class VideoResult:
     keyframes: list[KeyframeResult]
     timings: dict[str, float]
     stats: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
     def table(self, *, class_names: dict[int, str], threshold: float, topk: int | None = None) -> Any:
         """The per-person action table (:func:`slowfast_det.export.person_actions_frame`)."""
@@ -166,6 +196,8 @@ class VideoActionDetector:
         device: torch device of the model.
         batch_size: keyframes per detector call and per SlowFast forward.
         tracker_iou, tracker_max_age: :class:`slowfast_det.tracking.IoUTracker` settings.
+        allow_nonfinite: write NaN/inf scores (as a warning) instead of failing the video.
+        weights_name, detector_weights_name: how error messages name the SlowFast and detector weights.
     """
 
     def __init__(
@@ -186,6 +218,9 @@ class VideoActionDetector:
         batch_size: int = 4,
         tracker_iou: float = 0.3,
         tracker_max_age: int = 3,
+        allow_nonfinite: bool = False,
+        weights_name: str | None = None,
+        detector_weights_name: str | None = None,
     ) -> None:
         if head_act not in _ACTIVATIONS:
             raise ValueError(f"head_act must be one of {sorted(_ACTIVATIONS)}, got {head_act!r}")
@@ -206,6 +241,10 @@ class VideoActionDetector:
         self.batch_size = batch_size
         self.tracker_iou = tracker_iou
         self.tracker_max_age = tracker_max_age
+        self.allow_nonfinite = allow_nonfinite
+        self.weights_name = weights_name or "the SlowFast weights"
+        self.detector_weights_name = detector_weights_name or "the detector weights"
+        self._detector_nonfinite = _watch_nonfinite_outputs(detector)
 
     # ----------------------------------------------------------------------------------------------------
     def resize_frame(self, bgr: np.ndarray) -> np.ndarray:
@@ -249,11 +288,23 @@ class VideoActionDetector:
             start += len(norm)
         return out
 
-    def _process_batch(self, batch: list[KeyframeClip], tracker: IoUTracker, timings: dict[str, float]
-                       ) -> list[KeyframeResult]:
+    def _process_batch(self, batch: list[KeyframeClip], tracker: IoUTracker, timings: dict[str, float],
+                       path: Path, warnings: dict[str, list[str]]) -> list[KeyframeResult]:
         tic = time.perf_counter()
+        self._detector_nonfinite.reset()
         detections = self.detector([c.keyframe for c in batch])
         timings["detect"] += time.perf_counter() - tic
+        if self._detector_nonfinite.bad:
+            bad, total = self._detector_nonfinite.bad, self._detector_nonfinite.total
+            where = (f"keyframe {_seconds(batch[0].time)} s" if len(batch) == 1 else
+                     f"keyframes {_seconds(batch[0].time)}-{_seconds(batch[-1].time)} s")
+            what = (f"{bad} of {total} detector outputs (RPN objectness, box scores and deltas) are non-finite "
+                    f"(NaN/inf) at {where} with detector weights {self.detector_weights_name}")
+            if not self.allow_nonfinite:
+                raise NonFiniteScoresError(
+                    f"{path}: {what}; detectron2 drops such boxes silently, so people would be missing "
+                    "(pass --allow-nonfinite to write the outputs anyway)")
+            warnings["detector"].append(what)
         tic = time.perf_counter()
         norm_boxes, ids = [], []
         for c, det in zip(batch, detections, strict=True):
@@ -270,6 +321,17 @@ class VideoActionDetector:
             per_clip = self._score([batch[i] for i in with_people], [norm_boxes[i] for i in with_people])
             scores = dict(zip(with_people, per_clip, strict=True))
         timings["slowfast"] += time.perf_counter() - tic
+        for i in with_people:
+            bad = int(np.count_nonzero(~np.isfinite(scores[i])))
+            if bad:
+                n, c = scores[i].shape
+                what = (f"{bad} of {n * c} action scores ({n} people x {c} classes) are non-finite (NaN/inf) at "
+                        f"keyframe {_seconds(batch[i].time)} s with weights {self.weights_name}")
+                if not self.allow_nonfinite:
+                    raise NonFiniteScoresError(
+                        f"{path}: {what}: the weights or the model's activations are broken "
+                        "(pass --allow-nonfinite to write the outputs anyway)")
+                warnings["slowfast"].append(what)
         results = []
         for i, c in enumerate(batch):
             persons = [
@@ -313,12 +375,28 @@ class VideoActionDetector:
         timings = {"decode": 0.0, "detect": 0.0, "track": 0.0, "slowfast": 0.0}
         tracker = IoUTracker(iou_threshold=self.tracker_iou, max_age=self.tracker_max_age)
         results: list[KeyframeResult] = []
+        nonfinite: dict[str, list[str]] = {"detector": [], "slowfast": []}
         with tqdm(total=total, desc=path.name, unit="kf", disable=not progress, position=progress_position,
                   leave=False, dynamic_ncols=True) as bar:
             for batch in _batched(iter(stream), self.batch_size):
-                results.extend(self._process_batch(batch, tracker, timings))
+                results.extend(self._process_batch(batch, tracker, timings, path, nonfinite))
                 bar.update(len(batch))
         timings["decode"] = stream.decode_seconds
+        warnings = []
+        for kind, found in nonfinite.items():
+            if found:
+                warnings.append(f"{len(found)} {'batches' if kind == 'detector' else 'keyframes'} with non-finite "
+                                f"{kind} outputs written anyway (--allow-nonfinite); first: {found[0]}")
+        if not results:
+            last = stream.last_frame_time
+            length = info.duration_s if info.duration_s is not None else (float(last) if last is not None else None)
+            end_text = "the end" if stream.end is None else f"{_seconds(stream.end)} s"
+            warnings.append(
+                f"no keyframe lies in [{_seconds(stream.start)} s, {end_text}] of a video of duration "
+                + (f"{length:.3f} s" if length is not None else "unknown")
+                + (f" (last frame at {float(last):.3f} s)" if last is not None else "")
+                + ": the outputs hold no rows; check --start/--end"
+            )
         return VideoResult(
             video_id=path.stem,
             path=path,
@@ -332,7 +410,54 @@ class VideoActionDetector:
                 "max_frames_held": stream.max_frames_held,
                 "truncated": stream.truncated,
             },
+            warnings=warnings,
         )
+
+
+def _seconds(t: Fraction) -> str:
+    """A time for messages: ``2``, ``0.5``, ``0.333333``."""
+    return f"{float(t):.6g}"
+
+
+class _NonFiniteCounter:
+    """Counts non-finite values in the floating-point outputs of the modules it is hooked to."""
+
+    def __init__(self) -> None:
+        self.bad = 0
+        self.total = 0
+
+    def reset(self) -> None:
+        self.bad = self.total = 0
+
+    def __call__(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        stack = [output]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, torch.Tensor):
+                if item.is_floating_point() and item.numel():
+                    self.bad += int((~torch.isfinite(item)).sum())
+                    self.total += item.numel()
+            elif isinstance(item, (list, tuple)):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                stack.extend(item.values())
+
+
+def _watch_nonfinite_outputs(detector: PersonDetector) -> _NonFiniteCounter:
+    """Hook a counter to the raw outputs of the detector's RPN head and box predictor.
+
+    detectron2's inference drops proposals and boxes with non-finite scores without a word
+    (``find_top_rpn_proposals``, ``fast_rcnn_inference``), so broken detector weights would only show as
+    "nobody in the video"; the raw outputs are where such values arise.
+    """
+    counter = _NonFiniteCounter()
+    model = getattr(detector, "model", None)
+    watched = [getattr(getattr(model, "proposal_generator", None), "rpn_head", None),
+               getattr(getattr(model, "roi_heads", None), "box_predictor", None)]
+    for module in watched:
+        if isinstance(module, torch.nn.Module):
+            module.register_forward_hook(counter)
+    return counter
 
 
 def _expected_keyframes(duration_s: float | None, start: Fraction, stride: Fraction, end: Fraction | None
@@ -363,11 +488,26 @@ def _batched(items: Iterator[KeyframeClip], size: int) -> Iterator[list[Keyframe
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a video input (empty, unreadable), or None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.read(1)
+    except PermissionError:
+        return "not readable (permission denied)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return "empty file (0 bytes)" if size == 0 else None
+
+
 def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Video files named by ``specs``: files, folders (their video files, sorted) and glob patterns.
 
     Returns ``(videos, problems)``: the videos in order without duplicates, and ``(spec, reason)`` for specs
-    that name nothing (a missing file, a pattern without matches, a folder without videos).
+    that name nothing (a missing file, a pattern without matches, a folder without videos) and for files that
+    cannot be inputs (empty, unreadable). Nothing is decoded: this is the cheap check made before any model
+    loads.
     """
     videos: list[Path] = []
     problems: list[tuple[str, str]] = []
@@ -375,9 +515,14 @@ def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], 
 
     def add(path: Path) -> None:
         key = path.resolve()
-        if key not in seen:
-            seen.add(key)
+        if key in seen:
+            return
+        seen.add(key)
+        problem = _file_problem(path)
+        if problem is None:
             videos.append(path)
+        else:
+            problems.append((str(path), problem))
 
     for spec in specs:
         text = os.fspath(spec)
@@ -402,6 +547,48 @@ def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], 
     return videos, problems
 
 
+def check_output_folder(folder: str | os.PathLike[str], *, what: str = "output folder") -> None:
+    """Check that outputs can be written into ``folder`` without creating anything that stays.
+
+    An existing folder must be a folder in which a file can be created (tested by creating and removing a
+    small file: permission bits alone miss read-only mounts and immutable folders). A missing folder must be
+    creatable: its nearest existing parent must be such a folder.
+
+    Args:
+        folder: the folder.
+        what: how messages name it (e.g. ``--output-dir``).
+    Raises:
+        UserError: naming the folder and what is wrong with it.
+    """
+    folder = Path(folder).expanduser()
+    probe = folder
+    while not probe.exists():
+        if probe.is_symlink():
+            raise UserError(f"{what} {folder}: {probe} is a broken symbolic link")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        if probe == folder:
+            raise UserError(f"{what} {folder} is a file, not a folder: name a folder (it is created if missing)")
+        raise UserError(f"{what} {folder} cannot be created: {probe} is a file, not a folder")
+    try:
+        fd, name = _probe_file(probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if probe == folder:
+            raise UserError(f"{what} {folder} is not writable ({reason})") from exc
+        raise UserError(f"{what} {folder} cannot be created: {probe} is not writable ({reason})") from exc
+
+
+def _probe_file(folder: Path) -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(prefix=".write-test.", dir=folder)
+
+
 @dataclass(frozen=True)
 class OutputOptions:
     """What :func:`run_videos` writes per video.
@@ -419,6 +606,10 @@ class OutputOptions:
         topk: at most this many actions per person (None: all above the threshold).
         class_names: ``{action id: name}`` (the label map).
         overwrite: redo videos whose outputs exist.
+        settings: JSON-able description of what else decides the outputs (model config, weights sha256,
+            detector, tracker); recorded in ``<name>.meta.json`` with the settings :func:`run_videos` knows
+            itself, and compared on reruns.
+        info: JSON-able notes recorded in ``<name>.meta.json`` but not compared (e.g. weights paths).
     """
 
     output_dir: Path
@@ -430,6 +621,8 @@ class OutputOptions:
     action_threshold: float = 0.5
     topk: int | None = None
     overwrite: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def output_paths(video: Path, options: OutputOptions, *, single: bool) -> dict[str, Path]:
@@ -447,22 +640,177 @@ def output_paths(video: Path, options: OutputOptions, *, single: bool) -> dict[s
     return paths
 
 
+def meta_path(video: Path, options: OutputOptions) -> Path:
+    """``<output_dir>/<name>.meta.json``: the settings that made a video's outputs."""
+    return options.output_dir / f"{video.stem}.meta.json"
+
+
+def _lock_path(video: Path, options: OutputOptions) -> Path:
+    return options.output_dir / f"{video.stem}.lock"
+
+
 @dataclass
 class RunSummary:
-    """Outcome of :func:`run_videos`: ``done`` / ``skipped`` videos and ``failed`` ``(input, reason)``."""
+    """Outcome of :func:`run_videos`.
+
+    Attributes:
+        done, skipped: videos processed, and videos whose outputs exist with the same settings.
+        failed: ``(input, reason)``, including outputs made with other settings (left as they were).
+        locked: videos another run was processing (its lock was held).
+        warnings: ``(video, message)`` about finished videos.
+    """
 
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    locked: list[Path] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     video_seconds: float = 0.0
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
-        out = [f"done: {len(self.done)}, skipped (outputs exist): {len(self.skipped)}, failed: {len(self.failed)}"]
+        head = f"done: {len(self.done)}, skipped (outputs exist): {len(self.skipped)}, failed: {len(self.failed)}"
+        if self.locked:
+            head += f", locked by another run: {len(self.locked)}"
+        out = [head]
         out += [f"  skipped {p}" for p in self.skipped]
+        out += [f"  locked {p}: locked by another run (it is processing this video now)" for p in self.locked]
+        out += [f"  WARNING {video}: {message}" for video, message in self.warnings]
         out += [f"  FAILED {spec}: {reason}" for spec, reason in self.failed]
         return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# settings records (<name>.meta.json) and per-video locks
+# ---------------------------------------------------------------------------------------------------------
+
+_META_FORMAT = 1
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _show(value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:12] + "..."  # a sha256
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_ABSENT = object()
+
+
+def settings_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"key: old -> new"`` for every setting (dotted key) whose value differs, in ``new``'s order."""
+    a = _flatten(json.loads(json.dumps(old)))
+    b = _flatten(json.loads(json.dumps(new)))
+    keys = list(b) + [k for k in a if k not in b]
+    return [f"{k}: {_show(a.get(k, _ABSENT))} -> {_show(b.get(k, _ABSENT))}"
+            for k in keys if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    """The ``settings`` of a meta file, None when it is missing or unreadable."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    settings = doc.get("settings") if isinstance(doc, dict) else None
+    return settings if isinstance(settings, dict) else None
+
+
+def _run_settings(video: Path, options: OutputOptions, *, stride: Fraction, start: Fraction,
+                  end: Fraction | None) -> dict[str, Any]:
+    """Everything that decides one video's outputs (compared on reruns)."""
+    names = json.dumps(sorted(options.class_names.items()))
+    return {
+        "tool": version_string(),
+        **options.settings,
+        "keyframes": {"stride": str(stride), "start": str(start), "end": None if end is None else str(end)},
+        "output": {
+            "format": options.format,
+            "action_threshold": options.action_threshold,
+            "topk": options.topk,
+            "label_map": f"{len(options.class_names)} names, sha256 {hashlib.sha256(names.encode()).hexdigest()[:16]}",
+        },
+        "video": {"name": video.name, "bytes": video.stat().st_size},
+    }
+
+
+def _plan(paths: dict[str, Path], meta: Path, settings: dict[str, Any], overwrite: bool) -> tuple[str, str]:
+    """``("run" | "skip" | "refuse", reason)`` for one video whose outputs are ``paths``."""
+    existing = [p for p in paths.values() if p.is_file()]
+    if overwrite or not existing:
+        return "run", ""
+    recorded = _read_meta(meta)
+    names = ", ".join(p.name for p in existing)
+    if recorded is None:
+        return "refuse", (f"outputs exist ({names}) but no readable settings record {meta.name} (made by an older "
+                          "version or an interrupted run); pass --overwrite to redo them")
+    differences = settings_differences(recorded, settings)
+    if differences:
+        shown = differences[:8] + ([f"... and {len(differences) - 8} more"] if len(differences) > 8 else [])
+        return "refuse", (f"outputs exist ({names}) but were made with other settings: " + "; ".join(shown)
+                          + ". Pass --overwrite to redo them with the new settings (or use another --output-dir)")
+    if len(existing) == len(paths):
+        return "skip", ""
+    return "run", ""  # same settings, some requested output (e.g. --json, --render) is missing
+
+
+class _VideoLock:
+    """An exclusive, non-blocking ``flock`` on ``<name>.lock``; the file is removed on release.
+
+    ``flock`` locks are released by the kernel when the process ends (even killed), so a crash never leaves a
+    video locked; a lock file left behind by a killed run is simply locked again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False if another process holds it."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    return False
+                raise
+            # the previous holder removes the file on release: if it did so after we opened it, we hold a lock
+            # on a file nobody else sees, so lock the one that is there now
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self.fd = fd
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink()  # while still holding the lock (see acquire)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
 
 
 def _json_document(result: VideoResult, options: OutputOptions) -> dict[str, Any]:
@@ -478,7 +826,9 @@ def _json_document(result: VideoResult, options: OutputOptions) -> dict[str, Any
                 "person_id": p.person_id,
                 "box": [float(v) for v in p.box],
                 "detector_score": p.detector_score,
-                "actions": [{"id": c + 1, "name": options.class_names.get(c + 1, ""), "score": float(p.scores[c])}
+                # inf passes a threshold; JSON has no inf, so it is written as null (only with allow_nonfinite)
+                "actions": [{"id": c + 1, "name": options.class_names.get(c + 1, ""),
+                             "score": float(p.scores[c]) if np.isfinite(p.scores[c]) else None}
                             for c in kept],
             })
         keyframes.append({"timestamp": round(float(k.time), 6), "persons": persons})
@@ -499,8 +849,14 @@ def _render_keyframes(result: VideoResult, options: OutputOptions, max_labels: i
     return out
 
 
+
+#: A detector, or a function that builds one (called only when some video needs work, so a rerun that has
+#: nothing to do loads no model).
+DetectorOrFactory = VideoActionDetector | Callable[[], VideoActionDetector]
+
+
 def run_videos(
-    detector: VideoActionDetector,
+    detector: DetectorOrFactory,
     inputs: Sequence[str | os.PathLike[str]],
     options: OutputOptions,
     *,
@@ -513,9 +869,21 @@ def run_videos(
     """Run ``detector`` on every video of ``inputs`` (files, folders, globs) into ``options.output_dir``.
 
     Each video's outputs are written atomically (temporary file + rename) once the video is finished, so an
-    interrupted run leaves only complete files; a video whose outputs all exist is skipped unless
-    ``options.overwrite``. A video that fails (unreadable, truncated, no video stream, ...) is recorded with
-    its reason and the others go on; nothing written before is touched.
+    interrupted run leaves only complete files; then ``<name>.meta.json`` records the settings that made them:
+    ``options.settings`` plus the keyframe times, output format, action threshold, top-k, label map, the
+    input's name and size, and the tool version. A video whose outputs all exist with the same recorded
+    settings is skipped unless ``options.overwrite``; outputs made with other settings (or without a record)
+    are left untouched and the video is reported as failed, naming the settings that differ. A video that
+    fails (unreadable, truncated, no video stream, non-finite scores, ...) is recorded with its reason and the
+    others go on. While a video is processed its ``<name>.lock`` is held; a video locked by another run is
+    left to that run.
+
+    Args:
+        detector: the :class:`VideoActionDetector`, or a function building it (called at most once, and only
+            if some video needs work).
+    Raises:
+        UserError: the output or render folder cannot be written, or a ``.mp4`` render path with many videos
+            (checked before any video is processed); errors of the detector factory.
     """
     if options.format not in ("csv", "ava"):
         raise ValueError(f"output format must be 'csv' or 'ava', got {options.format!r}")
@@ -524,51 +892,124 @@ def run_videos(
     summary.timings = {"decode": 0.0, "detect": 0.0, "track": 0.0, "slowfast": 0.0, "write": 0.0, "render": 0.0}
     single = len(videos) == 1
     if options.render is not None and not single and options.render.suffix.lower() == ".mp4":
-        raise ValueError(f"--render {options.render}: with {len(videos)} videos, name a folder, not an .mp4 file")
+        raise UserError(f"--render {options.render}: with {len(videos)} videos, name a folder, not an .mp4 file")
+    if not videos:
+        return summary
+    check_output_folder(options.output_dir, what="output folder")
+    if options.render is not None:
+        check_output_folder(options.render.parent if single and options.render.suffix.lower() == ".mp4"
+                            else options.render, what="render folder")
+    built: list[VideoActionDetector] = [detector] if isinstance(detector, VideoActionDetector) else []
+
+    def get_runner() -> VideoActionDetector:
+        if not built:
+            assert not isinstance(detector, VideoActionDetector)
+            built.append(detector())
+        return built[0]
+
+    created = not options.output_dir.exists()
+    options.output_dir.mkdir(parents=True, exist_ok=True)  # for the lock files
     claimed: dict[Path, Path] = {}
-    stride_s = as_fraction(stride)
-    with tqdm(total=len(videos), desc="videos", unit="video", disable=not progress, position=0,
-              dynamic_ncols=True) as overall:
-        for video in videos:
-            paths = output_paths(video, options, single=single)
-            clash = claimed.get(paths["table"])
-            if clash is not None:
-                summary.failed.append((str(video), f"its outputs would overwrite those of {clash} (same file name)"))
-                overall.update(1)
-                continue
-            claimed[paths["table"]] = video
-            if not options.overwrite and all(p.is_file() for p in paths.values()):
-                summary.skipped.append(video)
-                overall.update(1)
-                continue
-            try:
-                result = detector.run(video, stride=stride_s, start=start, end=end, allow_truncated=allow_truncated,
-                                      progress=progress, progress_position=1)
-                tic = time.perf_counter()
-                table = result.table(class_names=options.class_names, threshold=options.action_threshold,
-                                     topk=options.topk)
-                if options.format == "csv":
-                    export.write_actions_csv(paths["table"], table)
+    try:
+        with tqdm(total=len(videos), desc="videos", unit="video", disable=not progress, position=0,
+                  dynamic_ncols=True) as overall:
+            for video in videos:
+                paths = output_paths(video, options, single=single)
+                clash = claimed.get(paths["table"])
+                if clash is not None:
+                    reason = f"its outputs would overwrite those of {clash} (same file name)"
+                    summary.failed.append((str(video), reason))
                 else:
-                    export.set_default_permissions(
-                        export.write_detections_csv(paths["table"], export.actions_to_ava_frame(table)))
-                if "json" in paths:
-                    export.write_json_atomic(_json_document(result, options), paths["json"])
-                result.timings["write"] = time.perf_counter() - tic
-                if "render" in paths:
-                    tic = time.perf_counter()
-                    render_video(video, paths["render"], _render_keyframes(result, options), hold=stride_s / 2,
-                                 short_side=options.render_short_side)
-                    result.timings["render"] = time.perf_counter() - tic
-            except VIDEO_ERRORS as exc:
-                reason = str(exc) if str(video) in str(exc) else f"{video}: {exc}"
-                logger.error("%s", reason)
-                summary.failed.append((str(video), reason))
-            else:
-                summary.done.append(video)
-                for key, value in result.timings.items():
-                    summary.timings[key] = summary.timings.get(key, 0.0) + value
-                if result.keyframes:
-                    summary.video_seconds += float(result.keyframes[-1].time - result.keyframes[0].time + stride_s)
-            overall.update(1)
+                    claimed[paths["table"]] = video
+                    _run_one(get_runner, video, paths, options, summary, stride=stride, start=start, end=end,
+                             allow_truncated=allow_truncated, progress=progress)
+                overall.update(1)
+    finally:
+        if created:
+            try:
+                options.output_dir.rmdir()  # succeeds only when nothing was written: no empty folder is left
+            except OSError:
+                pass
     return summary
+
+
+def _run_one(
+    get_runner: Callable[[], VideoActionDetector],
+    video: Path,
+    paths: dict[str, Path],
+    options: OutputOptions,
+    summary: RunSummary,
+    *,
+    stride: float | str | Fraction,
+    start: float | str | Fraction,
+    end: float | str | Fraction | None,
+    allow_truncated: bool,
+    progress: bool,
+) -> None:
+    """One video of :func:`run_videos`: lock, compare settings, run, write; the outcome goes to ``summary``."""
+    stride_s, start_s = as_fraction(stride), as_fraction(start)
+    end_s = None if end is None else as_fraction(end)
+    lock = _VideoLock(_lock_path(video, options))
+    if not lock.acquire():
+        summary.locked.append(video)
+        return
+    try:
+        meta = meta_path(video, options)
+        settings = _run_settings(video, options, stride=stride_s, start=start_s, end=end_s)
+        action, reason = _plan(paths, meta, settings, options.overwrite)
+        if action == "skip":
+            summary.skipped.append(video)
+            return
+        if action == "refuse":
+            summary.failed.append((str(video), reason))
+            return
+        runner = get_runner()
+        try:
+            meta.unlink(missing_ok=True)  # outputs being redone are described by no record until they are complete
+            result = runner.run(video, stride=stride_s, start=start_s, end=end_s, allow_truncated=allow_truncated,
+                                progress=progress, progress_position=1)
+            _write_outputs(result, video, paths, meta, settings, options, stride=stride_s)
+        except VIDEO_ERRORS as exc:
+            text = str(exc)
+            reason = text if str(video) in text else f"{video}: {text}"
+            logger.error("%s", reason)
+            summary.failed.append((str(video), reason))
+            return
+    finally:
+        lock.release()
+    summary.done.append(video)
+    for message in result.warnings:
+        logger.warning("%s: %s", video, message)
+        summary.warnings.append((str(video), message))
+    for key, value in result.timings.items():
+        summary.timings[key] = summary.timings.get(key, 0.0) + value
+    if result.keyframes:
+        summary.video_seconds += float(result.keyframes[-1].time - result.keyframes[0].time + stride_s)
+
+
+def _write_outputs(result: VideoResult, video: Path, paths: dict[str, Path], meta: Path, settings: dict[str, Any],
+                   options: OutputOptions, *, stride: Fraction) -> None:
+    """Write the table, JSON and render of one video, then its settings record (all atomically)."""
+    tic = time.perf_counter()
+    table = result.table(class_names=options.class_names, threshold=options.action_threshold, topk=options.topk)
+    if options.format == "csv":
+        export.write_actions_csv(paths["table"], table)
+    else:
+        export.set_default_permissions(export.write_detections_csv(paths["table"], export.actions_to_ava_frame(table)))
+    if "json" in paths:
+        export.write_json_atomic(_json_document(result, options), paths["json"])
+    result.timings["write"] = time.perf_counter() - tic
+    if "render" in paths:
+        tic = time.perf_counter()
+        render_video(video, paths["render"], _render_keyframes(result, options), hold=stride / 2,
+                     short_side=options.render_short_side)
+        result.timings["render"] = time.perf_counter() - tic
+    export.write_json_atomic(
+        {
+            "format": _META_FORMAT,
+            "settings": settings,
+            "info": {"video": str(video), "outputs": {k: str(p) for k, p in paths.items()}, **options.info,
+                     "warnings": result.warnings},
+        },
+        meta,
+    )

@@ -8,6 +8,9 @@ The output is H.264 (``libx264``, yuv420p) in MP4 with the source frame times (v
 variable), at the source's displayed size (rotation applied) upscaled so its short side is at least
 :data:`RENDER_MIN_SHORT_SIDE` (480) pixels, or scaled so its short side is ``short_side`` when given; sizes
 are rounded down to even numbers as yuv420p requires. It is written to a temporary file and renamed.
+The temporary file's name carries the writer's process id (``.<name>.<random>.<pid>.tmp.mp4``), so temporary
+files of a render that was killed are recognised (their process is gone) and removed by the next render to the
+same file.
 
 What a person is drawn with: a box outline in a colour fixed by the person id (:func:`id_colour`), and a
 label filled with that colour holding ``#id`` and the top actions with their scores. Labels never overlap
@@ -22,6 +25,7 @@ each with its time, so the result can be checked without a video player.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -62,6 +66,7 @@ _PALETTE = [
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
     (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
 ]
+logger = logging.getLogger(__name__)
 _OUT_TIME_BASE = Fraction(1, 90000)  # MPEG's 90 kHz clock: exact for 24, 25, 30, 50, 60 and 30000/1001 fps
 
 Rect = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels (x2, y2 exclusive)
@@ -385,7 +390,9 @@ def render_video(
     best: dict[int, tuple[Fraction, Fraction, Image.Image]] = {}
     count = 0
     last_pts = -1  # the first frame gets pts >= 0
-    with atomic_output(dst, suffix=".tmp.mp4") as tmp, av.open(str(tmp), "w", format="mp4") as container:
+    _remove_stale_temporaries(dst)
+    with atomic_output(dst, suffix=f".{os.getpid()}{_TMP_SUFFIX}") as tmp, \
+            av.open(str(tmp), "w", format="mp4") as container:
         rate = Fraction(info.average_fps).limit_denominator(1001) if info.average_fps else Fraction(30)
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
@@ -421,6 +428,39 @@ def render_video(
         title = f"{src.name}: {len(tiles)} of {len(keyframes)} keyframes, as drawn in {dst.name}"
         _write_contact_sheet(contact_sheet_path(dst), tiles, title)
     return count
+
+
+_TMP_SUFFIX = ".tmp.mp4"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(dst: Path) -> None:
+    """Remove ``.<dst name>.<random>.<pid>.tmp.mp4`` files next to ``dst`` left by renders that were killed
+    (their pid no longer runs); files of renders still running, ours included, are kept."""
+    prefix = f".{dst.name}."
+    try:
+        candidates = [p for p in dst.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(_TMP_SUFFIX)]
+    except OSError:
+        return  # no folder yet: nothing stale
+    for path in candidates:
+        pid_text = path.name[: -len(_TMP_SUFFIX)].rpartition(".")[2]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _process_alive(int(pid_text)):
+            continue
+        try:
+            path.unlink()
+            logger.info("removed %s, left by a render that was interrupted", path)
+        except OSError as exc:
+            logger.warning("cannot remove the stale temporary render %s: %s", path, exc)
 
 
 def _nearest(times: Sequence[Fraction], t: Fraction) -> int | None:

@@ -10,12 +10,19 @@
 A sha256 can be pinned with the ``sha256=`` argument or with a ``#sha256=<hex>`` URL fragment (as pip does). A
 download is written to a temporary file in the cache folder, hashed while it streams, checked, and only then
 renamed into place (``os.replace``), so the cache never holds a partial or unverified file, even after an
-interrupted or failed download. A cached file is checked again when a sha256 is pinned.
+interrupted or failed download, and folders it created for a download that failed are removed again. A cached
+file is checked again when a sha256 is pinned.
+
+:func:`cached_sha256` hashes a local weights file once per (path, size, mtime) and remembers the result in
+``cache_dir/.sha256-index.json``, so tools that record which weights they used (``detect-video``) stay cheap on
+reruns.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import shutil
 import urllib.error
@@ -25,7 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ava_tools.atomic import atomic_output
+from ava_tools.atomic import atomic_output, write_json_atomic
 from ava_tools.cli import UserError
 
 __all__ = [
@@ -34,6 +41,7 @@ __all__ = [
     "default_cache_dir",
     "resolve_url",
     "cache_path_for",
+    "cached_sha256",
     "copy_into_cache",
     "resolve_weights",
     "sha256_of",
@@ -41,6 +49,9 @@ __all__ = [
 
 DETECTRON2_URL_PREFIX = "https://dl.fbaipublicfiles.com/detectron2/"
 _CHUNK = 1 << 20  # 1 MiB
+_SHA_INDEX = ".sha256-index.json"  # hidden: cache_path_for never makes a host folder starting with "."
+
+logger = logging.getLogger(__name__)
 
 
 class WeightsError(UserError, RuntimeError):
@@ -63,6 +74,39 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cached_sha256(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """Hex sha256 of a file, remembered in ``cache_dir/.sha256-index.json`` by resolved path, size and mtime.
+
+    A file whose size or mtime (ns) changed is hashed again. The index is rewritten atomically; when it cannot
+    be written (read-only cache) the hash is still returned, just not remembered.
+
+    Args:
+        path: the file.
+        cache_dir: where the index lives (default :func:`default_cache_dir`).
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    index_path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / _SHA_INDEX
+    key = str(path)
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        if not isinstance(index, dict):
+            index = {}
+    except (OSError, ValueError):
+        index = {}
+    entry = index.get(key)
+    if (isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns
+            and isinstance(entry.get("sha256"), str)):
+        return str(entry["sha256"])
+    digest = sha256_of(path)
+    index[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    try:
+        write_json_atomic(index, index_path, indent=1)
+    except OSError as exc:  # a read-only cache only costs a rehash next time
+        logger.debug("cannot update %s: %s", index_path, exc)
+    return digest
 
 
 def resolve_url(spec: str) -> tuple[str, str | None]:
@@ -138,7 +182,17 @@ def resolve_weights(
                     f"cached {target} (from {url}) has sha256 {got}, expected {expected}; delete it to download again"
                 )
         return target
-    _download(url, target, expected=expected, progress=progress, timeout_s=timeout_s)
+    # folders this download creates are removed again if it fails: a failed download leaves no trace
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    try:
+        _download(url, target, expected=expected, progress=progress, timeout_s=timeout_s)
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (another download landed there meanwhile) or gone: keep the rest
+        raise
     return target
 
 

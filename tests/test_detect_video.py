@@ -8,7 +8,16 @@ The SlowFast model is a narrow R50 SlowFast with random weights. Tests check pro
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +30,7 @@ import torch
 from helpers import slowfast_r50_stages_yaml
 from test_streaming import _reference_indices, cfr_times, write_index_video
 
+from ava_tools.cli import run_cli
 from ava_tools.evaluate import evaluate
 from ava_tools.labelmap import AVA_V22_ALL, bundled_labelmap_path, load_bundled_labelmap
 from slowfast_det.config import load_config
@@ -33,6 +43,8 @@ from slowfast_det.pipeline import OutputOptions, VideoActionDetector, run_videos
 from slowfast_det.render import render_size
 from slowfast_det.streaming import ClipStream, clip_offsets
 from slowfast_det.tools.detect_video import get_args_parser, main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # a small, real detectron2 Faster R-CNN: R18-FPN on 96-pixel inputs
 DETECTOR_OPTS = [
@@ -158,17 +170,19 @@ def presence_runner(assets: Assets) -> VideoActionDetector:
     return _runner(assets, assets.detector_presence)
 
 
-def _cli(assets: Assets, inputs: list[str], out: Path, *extra: str) -> int:
+def _cli(assets: Assets, inputs: list[str], out: Path, *extra: str, weights: Path | None = None,
+         detector_weights: Path | None = None) -> int:
+    """detect-video as its console script runs it (user errors: one line on stderr, status 2)."""
     argv = [
         *inputs,
         "--config",
         str(assets.config),
         "--weights",
-        str(assets.slowfast_weights),
+        str(weights or assets.slowfast_weights),
         "--detector-config",
         DETECTOR_CONFIG,
         "--detector-weights",
-        str(assets.detector_everywhere),
+        str(detector_weights or assets.detector_everywhere),
         "--detector-opts",
         *DETECTOR_OPTS,
         "--detector-threshold",
@@ -180,9 +194,11 @@ def _cli(assets: Assets, inputs: list[str], out: Path, *extra: str) -> int:
         "--batch-size",
         "4",
         "--no-progress",
+        "--cache-dir",
+        str(assets.config.parent / "cache"),
         *extra,
     ]
-    return main(get_args_parser().parse_args(argv))
+    return run_cli(main, get_args_parser(), argv)
 
 
 def _check_table(
@@ -265,14 +281,19 @@ def test_cli_on_real_and_damaged_videos(
     _check_table(rotated, video_id="rotated", timestamps=[0.0], topk=2, threshold=0.3)
     assert sorted(p.name for p in out.iterdir()) == [
         "bikes.actions.csv",
+        "bikes.meta.json",
         "carphone_pristine.actions.csv",
+        "carphone_pristine.meta.json",
         "rotated.actions.csv",
+        "rotated.meta.json",
         "short.actions.csv",
-    ]
+        "short.meta.json",
+    ]  # no lock or temporary file is left
 
-    # a rerun skips finished videos (files untouched); --overwrite redoes them
+    # a rerun with the same settings skips finished videos (files untouched); --overwrite redoes them
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    assert _cli(assets, [str(bikes_mp4), str(tmp_path / "inputs" / "short.mp4")], out) == 0
+    same = ("--topk", "2", "--action-threshold", "0.3", "--stride", "2")
+    assert _cli(assets, [str(bikes_mp4), str(tmp_path / "inputs" / "short.mp4")], out, *same) == 0
     assert "done: 0, skipped (outputs exist): 2, failed: 0" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
     assert _cli(assets, [str(tmp_path / "inputs" / "short.mp4")], out, "--overwrite", "--topk", "1") == 0
@@ -428,21 +449,352 @@ def test_cli_rejects_bad_setup(assets: Assets, tmp_path: Path, capsys: pytest.Ca
         "--output-dir",
         str(tmp_path / "out"),
         "--no-progress",
+        "--cache-dir",
+        str(tmp_path / "cache"),
     ]
-    assert main(get_args_parser().parse_args(argv)) == 2
+    assert run_cli(main, get_args_parser(), argv) == 2
     assert "missing.pth does not exist" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("DATA: {NUM_FRAMEZ: 8}\n")
     argv[2] = str(bad)
-    assert main(get_args_parser().parse_args(argv)) == 2
+    assert run_cli(main, get_args_parser(), argv) == 2
     assert "NUM_FRAMEZ" in capsys.readouterr().err
     # detector weights that are not this detector's (here: the SlowFast checkpoint) fail loudly
     argv[2], argv[4] = str(assets.config), str(assets.slowfast_weights)
     argv += ["--detector-config", DETECTOR_CONFIG, "--detector-weights", str(assets.slowfast_weights),
              "--detector-opts", *DETECTOR_OPTS]
-    assert main(get_args_parser().parse_args(argv)) == 2
+    assert run_cli(main, get_args_parser(), argv) == 2
     assert "slowfast.pth do not match the detector config: missing: backbone" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit):
         get_args_parser().parse_args([*argv, "--stride", "-1"])
-    assert "expected seconds >= 0" in capsys.readouterr().err
+    assert "expected a stride > 0 seconds, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args([*argv, "--stride", "0"])
+    assert "expected a stride > 0 seconds, got 0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reliability: checks before model loads, settings records, non-finite scores, locks, messages
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _small_video(folder: Path, name: str = "v.mp4", frames: int = 30) -> Path:
+    """A 30 fps index video of ``frames`` frames (1 s by default: keyframe 0 only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_index_video(folder / name, cfr_times(frames, Fraction(30)), width=96, height=64)
+
+
+@contextmanager
+def _unwritable(folder: Path) -> Iterator[None]:
+    """Make ``folder`` refuse new files: immutable (chattr +i) as root, read-only permissions otherwise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
+            pytest.skip("running as root without a working chattr: cannot make a folder unwritable")
+        undo = ["chattr", "-i", str(folder)]
+    else:
+        folder.chmod(0o555)
+        undo = []
+    try:
+        try:
+            (folder / "probe").touch()
+        except OSError:
+            pass
+        else:
+            pytest.skip(f"{folder} stays writable here")
+        yield
+    finally:
+        if undo:
+            subprocess.run(undo, check=True)
+        else:
+            folder.chmod(0o755)
+
+
+def test_inputs_and_output_folder_are_checked_before_any_model_loads(
+    assets: Assets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The SlowFast checkpoint passed as *detector* weights is a tripwire: loading the models would fail with
+    "do not match the detector config", so every other message below proves the check came first."""
+    video = _small_video(tmp_path / "in")
+    (tmp_path / "in" / "zero.mp4").touch()
+    tripwire = {"detector_weights": assets.slowfast_weights}
+    out = tmp_path / "out"
+
+    def error(inputs: list[str], output: Path) -> str:
+        assert _cli(assets, inputs, output, **tripwire) == 2
+        err = capsys.readouterr().err
+        assert "do not match the detector config" not in err
+        return err
+
+    assert "absent.mp4: no such file or folder" in error([str(tmp_path / "absent.mp4")], out)
+    assert "zero.mp4: empty file (0 bytes)" in error([str(tmp_path / "in" / "zero.mp4")], out)
+    assert "no file matches this pattern" in error([str(tmp_path / "*.mkv")], out)
+    assert not out.exists()
+
+    # --output-dir that is a regular file: the folder is blamed, not the video
+    regular = tmp_path / "results.txt"
+    regular.write_text("not a folder\n")
+    err = error([str(video)], regular)
+    assert f"--output-dir {regular} is a file, not a folder" in err and "v.mp4" not in err
+    err = error([str(video)], regular / "sub")
+    assert f"--output-dir {regular / 'sub'} cannot be created: {regular} is a file, not a folder" in err
+    frozen = tmp_path / "frozen"
+    with _unwritable(frozen):
+        assert f"--output-dir {frozen} is not writable" in error([str(video)], frozen)
+        assert f"cannot be created: {frozen} is not writable" in error([str(video)], frozen / "new")
+        assert not (frozen / "new").exists()
+        # the render folder is checked as well
+        assert _cli(assets, [str(video)], out, "--render", str(frozen / "r"), **tripwire) == 2
+        assert f"--render folder {frozen / 'r'} cannot be created" in capsys.readouterr().err
+    assert not out.exists()
+
+    # usable and unusable inputs together: the unusable ones are reported at once, before the models load
+    assert _cli(assets, [str(tmp_path / "absent.mp4"), str(video)], out, **tripwire) == 2
+    err = capsys.readouterr().err
+    assert err.index("absent.mp4: no such file or folder") < err.index("do not match the detector config")
+    assert not out.exists()  # the failed setup leaves no empty output folder either
+
+
+def _meta(out: Path, stem: str) -> dict:
+    return json.loads((out / f"{stem}.meta.json").read_text())
+
+
+def test_rerun_skips_only_outputs_made_with_the_same_settings(
+    assets: Assets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = _small_video(tmp_path / "in", frames=60)
+    out = tmp_path / "out"
+    assert _cli(assets, [str(video)], out) == 0
+    assert "done: 1" in capsys.readouterr().out
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    assert _cli(assets, [str(video)], out) == 0  # same settings: skipped
+    assert "done: 0, skipped (outputs exist): 1, failed: 0" in capsys.readouterr().out
+
+    other_weights = tmp_path / "other.pth"
+    torch.manual_seed(1)
+    torch.save(build_model(load_config(assets.config)).state_dict(), other_weights)
+    cases = [
+        (("--stride", "0.5"), 'keyframes.stride: "1" -> "1/2"'),
+        (("--start", "0.5"), 'keyframes.start: "0" -> "1/2"'),
+        (("--end", "1"), "keyframes.end: null -> \"1\""),
+        (("--action-threshold", "0.7"), "output.action_threshold: 0.5 -> 0.7"),
+        (("--topk", "2"), "output.topk: null -> 2"),
+        (("--detector-threshold", "0.6"), "detector.threshold: 0.5 -> 0.6"),
+        (("--opts", "MODEL.DROPOUT_RATE", "0.25"), "model.config.MODEL.DROPOUT_RATE: 0.5 -> 0.25"),
+        (("--weights", str(other_weights)), "model.weights_sha256: "),
+    ]
+    for extra, difference in cases:
+        kwargs = {"weights": other_weights} if extra[0] == "--weights" else {}
+        assert _cli(assets, [str(video)], out, *([] if kwargs else extra), **kwargs) == 1, extra
+        report = capsys.readouterr().out
+        line = next(line for line in report.splitlines() if "FAILED" in line)
+        assert "v.mp4" in line and "made with other settings" in line and difference in line, (extra, line)
+        assert "--overwrite" in line
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps  # nothing was touched
+    meta = _meta(out, "v")
+    assert meta["settings"]["keyframes"] == {"stride": "1", "start": "0", "end": None}
+    sha = hashlib.sha256(assets.slowfast_weights.read_bytes()).hexdigest()
+    assert meta["settings"]["model"]["weights_sha256"] == sha
+    assert meta["settings"]["model"]["config"]["MODEL"]["NUM_CLASSES"] == 80
+
+    # outputs without a record (an older version, or a run killed between table and record) are not trusted
+    record = (out / "v.meta.json").read_bytes()
+    (out / "v.meta.json").unlink()
+    assert _cli(assets, [str(video)], out) == 1
+    assert "no readable settings record v.meta.json" in capsys.readouterr().out
+    (out / "v.meta.json").write_bytes(record)
+
+    # --overwrite redoes the video with the new settings, which a later rerun then matches
+    assert _cli(assets, [str(video)], out, "--stride", "0.5", "--overwrite") == 0
+    assert "done: 1" in capsys.readouterr().out
+    assert _meta(out, "v")["settings"]["keyframes"]["stride"] == "1/2"
+    assert sorted(set(pd.read_csv(out / "v.actions.csv")["timestamp"])) == [0.0, 0.5, 1.0, 1.5]
+    assert _cli(assets, [str(video)], out, "--stride", "0.5") == 0
+    assert "skipped (outputs exist): 1" in capsys.readouterr().out
+    # the weights were hashed once per file, then read from the index in the cache folder
+    index = json.loads((assets.config.parent / "cache" / ".sha256-index.json").read_text())
+    assert str(assets.slowfast_weights.resolve()) in index
+
+
+def _nan_checkpoint(source: Path, target: Path, key: str, index: int) -> Path:
+    state = torch.load(source, map_location="cpu")
+    model_state = state["model"] if "model" in state else state
+    with torch.no_grad():
+        model_state[key].view(-1)[index] = float("nan")
+    torch.save(state, target)
+    return target
+
+
+def test_non_finite_scores_fail_the_video(assets: Assets, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = _small_video(tmp_path / "in", frames=45)
+    good = _small_video(tmp_path / "in2", "good.mp4")
+    nan_head = _nan_checkpoint(assets.slowfast_weights, tmp_path / "nan_head.pth", "head.projection.bias", 3)
+    out = tmp_path / "out"
+    # the detector that fires everywhere keeps 3 boxes per keyframe: 3 people x 80 classes, class 4 is NaN
+    assert _cli(assets, [str(video)], out, weights=nan_head) == 1
+    line = next(line for line in capsys.readouterr().out.splitlines() if "FAILED" in line)
+    assert str(video) in line and str(nan_head) in line, line
+    assert "3 of 240 action scores (3 people x 80 classes) are non-finite (NaN/inf) at keyframe 0 s" in line
+    assert "--allow-nonfinite" in line
+    assert not (out / "v.actions.csv").exists()
+
+    assert _cli(assets, [str(video)], out, "--allow-nonfinite", weights=nan_head) == 0
+    report = capsys.readouterr().out
+    assert "WARNING" in report and "non-finite slowfast outputs written anyway" in report
+    table = pd.read_csv(out / "v.actions.csv")
+    assert set(table["timestamp"]) == {0.0, 1.0} and (table["action_id"] != 4).all()
+
+    # a detector whose box classifier gives NaN: detectron2 would drop every box without a word
+    nan_det = _nan_checkpoint(assets.detector_everywhere, tmp_path / "nan_det.pth",
+                              "roi_heads.box_predictor.cls_score.bias", 0)
+    assert _cli(assets, [str(video), str(good)], tmp_path / "out2", detector_weights=nan_det) == 1
+    failed = [line for line in capsys.readouterr().out.splitlines() if "FAILED" in line]
+    assert len(failed) == 2, failed  # every video fails, each with its own name
+    assert str(video) in failed[1] or str(video) in failed[0]
+    assert all(str(nan_det) in line and "detector outputs" in line and "are non-finite" in line for line in failed)
+
+
+def test_start_after_the_end_warns_and_bad_values_are_refused(
+    assets: Assets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = _small_video(tmp_path / "in")  # 30 frames at 30 fps: 1 s, last frame at 0.967 s
+    out = tmp_path / "out"
+    assert _cli(assets, [str(video)], out, "--start", "5") == 0
+    report = capsys.readouterr().out
+    assert (f"WARNING {video}: no keyframe lies in [5 s, the end] of a video of duration 1.000 s (last frame at "
+            "0.967 s)") in report
+    assert (out / "v.actions.csv").read_text() == ",".join(ACTION_COLUMNS) + "\n"
+    assert _cli(assets, [str(video)], tmp_path / "out2", "--start", "0.98", "--end", "0.99") == 0
+    assert "no keyframe lies in [0.98 s, 0.99 s]" in capsys.readouterr().out
+
+    parser = get_args_parser()
+    base = [str(video), "--config", "c", "--weights", "w", "--output-dir", "o"]
+    for extra, message in [
+        (["--action-threshold", "2"], "expected a score threshold in [0, 1] (scores are probabilities), got 2"),
+        (["--action-threshold", "-0.1"], "got -0.1"),
+        (["--action-threshold", "nan"], "got nan"),
+        (["--detector-threshold", "1.5"], "in [0, 1]"),
+        (["--topk", "0"], "expected an integer >= 1, got 0"),
+        (["--batch-size", "0"], "expected an integer >= 1, got 0"),
+    ]:
+        with pytest.raises(SystemExit):
+            parser.parse_args(base + extra)
+        assert message in capsys.readouterr().err, extra
+    assert _cli(assets, [str(video)], out, "--start", "2", "--end", "1") == 2
+    assert "--end 1 is before --start 2" in capsys.readouterr().err
+
+
+def test_label_map_must_fit_the_model(assets: Assets, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = _small_video(tmp_path / "in")
+    nine = ["--opts", "MODEL.NUM_CLASSES", "9"]
+    weights = tmp_path / "nine.pth"
+    torch.manual_seed(0)
+    torch.save(build_model(load_config(assets.config, nine[1:])).state_dict(), weights)
+    out = tmp_path / "out"
+    assert _cli(assets, [str(video)], out, *nine, weights=weights) == 2
+    err = capsys.readouterr().err
+    assert "the model has 9 classes (MODEL.NUM_CLASSES of" in err
+    assert "the default label map (bundled ava_action_list_v2.2.pbtxt) has 80" in err and "--label-map" in err
+    assert not out.exists()
+
+    labels = tmp_path / "nine.pbtxt"
+    labels.write_text("".join(f'item {{\n  name: "move {i}"\n  id: {i}\n}}\n' for i in range(1, 10)))
+    assert _cli(assets, [str(video)], out, *nine, "--label-map", str(labels), "--action-threshold", "0",
+                weights=weights) == 0
+    table = pd.read_csv(out / "v.actions.csv")
+    assert set(table["action_name"]) == {f"move {i}" for i in range(1, 10)}
+    eight = tmp_path / "eight.pbtxt"
+    eight.write_text("".join(f'item {{\n  name: "move {i}"\n  id: {i}\n}}\n' for i in range(1, 9)))
+    assert _cli(assets, [str(video)], out, *nine, "--label-map", str(eight), weights=weights) == 2
+    assert f"but {eight} has 8 (its largest id)" in capsys.readouterr().err
+
+
+def test_unavailable_device_is_one_line(assets: Assets, tmp_path: Path) -> None:
+    """The console script, in a subprocess: one line, no traceback (--debug: tests/test_entry_points.py)."""
+    video = _small_video(tmp_path / "in")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = "cuda" if count == 0 else f"cuda:{count}"
+    exe = Path(sys.executable).parent / "detect-video"
+    command = [str(exe) if exe.exists() else "detect-video", str(video), "--config", str(assets.config),
+               "--weights", str(assets.slowfast_weights), "--output-dir", str(tmp_path / "out"), "--device", device]
+    r = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"detect-video: error: --device {device}:" in r.stderr and "available: cpu" in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 3, r.stderr  # the error, the --debug hint, maybe a warning
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_video_locked_by_another_run_is_left_to_it(
+    assets: Assets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _small_video(tmp_path / "in", "a.mp4")
+    second = _small_video(tmp_path / "in", "b.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    # another process holds a.lock as a concurrent run of detect-video would while it processes a.mp4
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out / "a.lock")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert _cli(assets, [str(first), str(second)], out) == 0
+        report = capsys.readouterr().out
+        assert "done: 1, skipped (outputs exist): 0, failed: 0, locked by another run: 1" in report
+        assert f"locked {first}: locked by another run" in report
+        assert not (out / "a.actions.csv").exists() and (out / "b.actions.csv").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died (as a killed run would): its lock is gone with it, the next run does the video
+    assert _cli(assets, [str(first), str(second)], out) == 0
+    assert "done: 1, skipped (outputs exist): 1, failed: 0" in capsys.readouterr().out
+    assert (out / "a.actions.csv").is_file()
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".lock") == []
+
+
+_RENDER = """
+import sys
+from slowfast_det.render import render_video
+render_video(sys.argv[1], sys.argv[2], [], hold=0.5)
+"""
+
+
+def test_temporary_render_of_a_killed_run_is_removed(bikes_mp4: Path, tmp_path: Path) -> None:
+    from slowfast_det.render import render_video
+
+    dst = tmp_path / "renders" / "bikes.mp4"
+    dst.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _RENDER, str(bikes_mp4), str(dst)])
+    try:
+        deadline = time.monotonic() + 120
+        while not list(dst.parent.glob(".bikes.mp4.*.tmp.mp4")):
+            assert proc.poll() is None, "the render finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    left = list(dst.parent.glob(".bikes.mp4.*.tmp.mp4"))
+    assert len(left) == 1 and not dst.exists()
+    # a temporary file of a render still running (here: a live process's pid) is not touched
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        running = dst.parent / f".bikes.mp4.abcd1234.{alive.pid}.tmp.mp4"
+        running.write_bytes(b"partial")
+        short = _small_video(tmp_path / "in")
+        assert render_video(short, dst, [], hold=Fraction(1, 2)) == 30
+        assert dst.is_file() and not left[0].exists()
+        assert running.exists()
+    finally:
+        alive.kill()
+        alive.wait()

@@ -237,6 +237,11 @@ def test_not_a_video(tmp_path: Path) -> None:
         list(ClipStream(path, num_frames=4, sampling_rate=2))
     with pytest.raises(VideoDecodeError, match="absent.mp4: no such file"):
         list(ClipStream(tmp_path / "absent.mp4", num_frames=4, sampling_rate=2))
+    (tmp_path / "zero.mp4").touch()  # e.g. a download or copy that never started
+    with pytest.raises(VideoDecodeError, match=r"zero.mp4: empty file \(0 bytes\)"):
+        list(ClipStream(tmp_path / "zero.mp4", num_frames=4, sampling_rate=2))
+    with pytest.raises(VideoDecodeError, match="zero.mp4: empty file"):
+        probe_video(tmp_path / "zero.mp4")
 
 
 def test_no_video_stream(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from slowfast_det.weights import (
     DETECTRON2_URL_PREFIX,
     WeightsError,
     cache_path_for,
+    cached_sha256,
     resolve_url,
     resolve_weights,
 )
@@ -102,12 +103,38 @@ def test_interrupted_download_is_not_cached(server: str, tmp_path: Path) -> None
     with pytest.raises(WeightsError, match="truncated|failed after"):
         resolve_weights(f"{server}/truncated.bin", cache_dir=tmp_path, progress=False)
     assert _leftovers(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []  # not even the empty <host> folder
 
 
 def test_http_error_names_the_url(server: str, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"  # does not exist yet: a failed download must not leave it (or <host>/) behind
     with pytest.raises(WeightsError, match="cannot download .*/missing.bin.*404"):
-        resolve_weights(f"{server}/missing.bin", cache_dir=tmp_path, progress=False)
-    assert _leftovers(tmp_path) == []
+        resolve_weights(f"{server}/deep/er/missing.bin", cache_dir=cache, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    # folders that existed before stay, even when empty
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(WeightsError, match="404"):
+        resolve_weights(f"{server}/missing.bin", cache_dir=tmp_path / "kept", progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_cached_sha256_hashes_once_per_size_and_mtime(tmp_path: Path) -> None:
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(PAYLOAD)
+    cache = tmp_path / "cache"
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    assert cached_sha256(weights, cache_dir=cache) == sha
+    index = cache / ".sha256-index.json"
+    assert index.is_file()
+    # a second call reads the index instead of the file: a planted value comes back
+    planted = index.read_text().replace(sha, "f" * 64)
+    index.write_text(planted)
+    assert cached_sha256(weights, cache_dir=cache) == "f" * 64
+    # a changed file (new size and mtime) is hashed again
+    weights.write_bytes(PAYLOAD[:-1])
+    assert cached_sha256(weights, cache_dir=cache) == hashlib.sha256(PAYLOAD[:-1]).hexdigest()
+    # a read-only (here: broken) index location still gives the hash
+    assert cached_sha256(weights, cache_dir=weights) == hashlib.sha256(PAYLOAD[:-1]).hexdigest()
 
 
 def test_detectron2_urls_and_fragments() -> None:

@@ -10,20 +10,33 @@ Examples::
 Every input video (files, folders, glob patterns) gives ``OUT/<name>.actions.csv`` with columns
 ``video_id,timestamp,person_id,x1,y1,x2,y2,detector_score,action_id,action_name,score`` (boxes normalised to
 [0, 1], one row per person and action over ``--action-threshold``/``--topk``); ``--format ava`` writes
-``OUT/<name>.ava.csv`` in the 8-column AVA detection format instead. Finished videos are skipped on a rerun
-(``--overwrite`` redoes them); a video that fails is reported at the end and makes the exit status 1.
+``OUT/<name>.ava.csv`` in the 8-column AVA detection format instead, and ``OUT/<name>.meta.json`` records the
+settings that made them. A rerun skips a video only when its outputs were made with the same settings (model
+config, weights sha256, detector, keyframe times, thresholds, format, label map, tool version); outputs made
+with other settings are kept and reported with the settings that differ (``--overwrite`` redoes them). A video
+that fails (unreadable, non-finite scores, ...) is reported at the end and makes the exit status 1; a video that
+another run into the same folder is processing is left to it.
+
+Inputs, the output folder, the device and the label map are checked before any model loads: problems with them
+are reported at once (exit status 2 when nothing can be done).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ava_tools.cli import add_common_arguments, run_cli
+from ava_tools.cli import UserError, add_common_arguments, run_cli
+
+if TYPE_CHECKING:
+    from slowfast_det.pipeline import VideoActionDetector
 
 __all__ = ["cli", "get_args_parser", "main"]
 
@@ -42,16 +55,43 @@ def _seconds(text: str) -> str:
 
 
 def _stride(text: str) -> str:
+    """argparse type: seconds > 0."""
     from fractions import Fraction
 
-    if Fraction(_seconds(text)) == 0:
-        raise argparse.ArgumentTypeError("expected a stride > 0 seconds, got 0")
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a stride > 0 seconds, got {text}")
     return text
+
+
+def _score(text: str) -> float:
+    """argparse type: a score threshold in [0, 1] (scores are probabilities)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"expected a score threshold in [0, 1] (scores are probabilities), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], allow_abbrev=False,
+        prog="detect-video", description=__doc__.splitlines()[0], allow_abbrev=False,
         epilog="Keyframe clips are sampled by time at the model's 30 fps whatever the video's frame rate: see "
                "slowfast_det.streaming for the exact rule.",
     )
@@ -69,19 +109,22 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="path or URL, detectron2:// accepted (default: DEMO.DETECTRON2_WEIGHTS)")
     det.add_argument("--detector-opts", nargs="+", default=[], metavar="KEY VALUE",
                      help="detectron2 config overrides, e.g. INPUT.MIN_SIZE_TEST 600")
-    det.add_argument("--detector-threshold", type=float, default=0.8,
-                     help="keep person boxes with score >= this (default 0.8, as PySlowFast's AVA configs)")
+    det.add_argument("--detector-threshold", type=_score, default=0.8,
+                     help="keep person boxes with score >= this, in [0, 1] (default 0.8, as PySlowFast's AVA "
+                          "configs)")
     det.add_argument("--person-class", type=int, default=0, help="person class index of the detector (COCO: 0)")
     kf = parser.add_argument_group("keyframes")
-    kf.add_argument("--stride", type=_stride, default="1.0", help="seconds between keyframes (default 1.0, as AVA)")
+    kf.add_argument("--stride", type=_stride, default="1.0",
+                    help="seconds between keyframes, > 0 (default 1.0, as AVA)")
     kf.add_argument("--start", type=_seconds, default="0", help="first keyframe time in seconds (default 0)")
     kf.add_argument("--end", type=_seconds, default=None,
                     help="last keyframe time in seconds (default: end of the video)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--format", choices=("csv", "ava"), default="csv",
                      help="csv: <name>.actions.csv with header and person ids; ava: <name>.ava.csv, AVA detections")
-    out.add_argument("--action-threshold", type=float, default=0.5, help="smallest action score written")
-    out.add_argument("--topk", type=int, default=None, help="at most K actions per person")
+    out.add_argument("--action-threshold", type=_score, default=0.5,
+                     help="smallest action score written, in [0, 1] (default 0.5)")
+    out.add_argument("--topk", type=_positive_int, default=None, help="at most K >= 1 actions per person")
     out.add_argument("--json", action="store_true", help="also write <name>.actions.json")
     out.add_argument("--render", nargs="?", const="", default=None, metavar="OUT.mp4",
                      help="draw boxes, ids and top actions: OUT.mp4 (one video) or a folder; no value: "
@@ -90,10 +133,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="render short side in pixels (default: the source size, sources smaller than 480 "
                           "upscaled to 480)")
     out.add_argument("--label-map", default=None,
-                     help="label map .pbtxt for action names (default: the bundled AVA v2.2 80-class list)")
+                     help="label map .pbtxt for action names; its largest id must equal MODEL.NUM_CLASSES "
+                          "(default: the bundled AVA v2.2 80-class list)")
     run = parser.add_argument_group("running")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
-    run.add_argument("--batch-size", type=int, default=4, help="keyframes per detector call and SlowFast forward")
+    run.add_argument("--batch-size", type=_positive_int, default=4,
+                     help="keyframes per detector call and SlowFast forward")
     run.add_argument("--no-optimize", action="store_true",
                      help="run the plain model instead of slowfast_det.inference.optimize_for_inference (BN folded, "
                           "fused oneDNN convs; same outputs to float rounding)")
@@ -101,74 +146,162 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracker-max-age", type=int, default=3, help="keyframes a lost person can be re-found in")
     run.add_argument("--allow-truncated", action="store_true",
                      help="keep the decodable part of truncated files instead of failing them")
-    run.add_argument("--overwrite", action="store_true", help="redo videos whose outputs already exist")
-    run.add_argument("--cache-dir", default=None, help="download cache for URL weights")
+    run.add_argument("--allow-nonfinite", action="store_true",
+                     help="write the outputs of videos with NaN/inf action or detector scores (with a warning) "
+                          "instead of failing them")
+    run.add_argument("--overwrite", action="store_true",
+                     help="redo videos whose outputs already exist, whatever settings made them")
+    run.add_argument("--cache-dir", default=None,
+                     help="download cache for URL weights, also where weights hashes are remembered")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
 def _device(name: str) -> str:
+    """The torch device to use for ``--device name``; a device that is not there is a :class:`UserError`."""
     import torch
 
+    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    available = ", ".join(["cpu"] + [f"cuda:{i}" for i in range(cuda_count)])
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if cuda_count else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(
+            f"--device {name!r} is not a device name: use cpu, cuda, cuda:N or auto (available here: {available})"
+        ) from None
+    if device.type == "cpu":
+        return name
+    if device.type == "cuda":
+        if cuda_count == 0:
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
+            raise UserError(f"--device {name}: no CUDA GPU is available on this machine (torch {torch.__version__}, "
+                            f"{build}); available: {available}. Use --device cpu (or auto)")
+        if device.index is not None and device.index >= cuda_count:
+            raise UserError(f"--device {name}: this machine has {cuda_count} CUDA device(s); available: {available}")
+        return name
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]  # torch lists every backend
+        raise UserError(f"--device {name} is not usable here ({reason}); available: {available}") from None
     return name
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run detect-video; returns the exit status (0 all done or skipped, 1 some video failed, 2 bad setup)."""
-    import torch
+def _plain(cfg: object) -> object:
+    """A config node as plain JSON data (tuples -> lists)."""
+    return json.loads(json.dumps(cfg))
 
-    from ava_tools.labelmap import AVA_V22_ALL, AvaFormatError, load_bundled_labelmap, read_labelmap
-    from slowfast_det.builders import person_detector_kwargs, video_detector_kwargs
-    from slowfast_det.checkpoint import CheckpointError, load_weights
-    from slowfast_det.config import ConfigError, load_config
-    from slowfast_det.detector import DetectorError, PersonDetector
-    from slowfast_det.inference import optimize_for_inference
-    from slowfast_det.models import build_model
-    from slowfast_det.pipeline import OutputOptions, VideoActionDetector, run_videos
-    from slowfast_det.weights import WeightsError, resolve_weights
+
+def main(args: argparse.Namespace) -> int:
+    """Run detect-video; returns the exit status (0 all done or skipped, 1 some video failed).
+
+    Setup problems (inputs, output folder, device, config, label map, weights) raise :class:`UserError`
+    (exit status 2 through :func:`ava_tools.cli.run_cli`), all but weights mismatches before any model loads.
+    """
+    from fractions import Fraction
+
+    from slowfast_det.pipeline import check_output_folder, expand_inputs
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = not args.no_progress
-    try:
-        cfg = load_config(args.config, args.opts)
-        labels = read_labelmap(args.label_map) if args.label_map else load_bundled_labelmap(AVA_V22_ALL)
-        device = _device(args.device)
-        model: torch.nn.Module = build_model(cfg)
-        load_weights(model, resolve_weights(args.weights, cache_dir=args.cache_dir, progress=progress))
-        model = model.to(device).eval()
-        if not args.no_optimize:
-            model = optimize_for_inference(model)
-        det_defaults = person_detector_kwargs(cfg)
-        detector = PersonDetector(
-            config=args.detector_config or det_defaults["config"],
-            weights=args.detector_weights or det_defaults["weights"],
-            score_threshold=args.detector_threshold, person_class=args.person_class, opts=args.detector_opts,
-            device=device, batch_size=args.batch_size, cache_dir=args.cache_dir, progress=progress,
-        )
-        runner = VideoActionDetector(
-            model=model, detector=detector, device=device, batch_size=args.batch_size,
-            tracker_iou=args.tracker_iou, tracker_max_age=args.tracker_max_age, **video_detector_kwargs(cfg),
-        )
-    except (ConfigError, AvaFormatError, CheckpointError, DetectorError, WeightsError, ValueError) as exc:
-        print(f"detect-video: error: {exc}", file=sys.stderr)
-        return 2
+    # cheap checks first: a typo in a path must not cost a model load (or a whole run) to find
+    if args.end is not None and Fraction(args.end) < Fraction(args.start):
+        raise UserError(f"--end {args.end} is before --start {args.start}")
+    videos, problems = expand_inputs(args.inputs)
+    if not videos:
+        raise UserError("no usable video in the inputs: " + "; ".join(f"{spec}: {why}" for spec, why in problems))
+    for spec, why in problems:
+        print(f"detect-video: warning: {spec}: {why} (skipped; the other inputs go on)", file=sys.stderr)
+    check_output_folder(args.output_dir, what="--output-dir")
     render = None
     if args.render is not None:
         render = Path(args.render) if args.render else args.output_dir / "renders"
+        if render.suffix.lower() == ".mp4" and len(videos) > 1:
+            raise UserError(f"--render {render}: with {len(videos)} videos, name a folder, not an .mp4 file")
+        check_output_folder(render.parent if render.suffix.lower() == ".mp4" else render, what="--render folder")
+    device = _device(args.device)
+
+    from ava_tools.labelmap import AVA_V22_ALL, load_bundled_labelmap, read_labelmap
+    from slowfast_det.builders import person_detector_kwargs
+    from slowfast_det.config import load_config
+    from slowfast_det.detector import load_detectron2_config
+    from slowfast_det.pipeline import OutputOptions, run_videos
+    from slowfast_det.weights import cached_sha256, resolve_weights
+
+    cfg = load_config(args.config, args.opts)
+    labels = read_labelmap(args.label_map) if args.label_map else load_bundled_labelmap(AVA_V22_ALL)
+    num_classes = int(cfg.MODEL.NUM_CLASSES)
+    if labels.num_classes != num_classes:
+        what = args.label_map if args.label_map else f"the default label map (bundled {AVA_V22_ALL})"
+        raise UserError(
+            f"the model has {num_classes} classes (MODEL.NUM_CLASSES of {args.config}) but {what} has "
+            f"{labels.num_classes} (its largest id): action names would be wrong. Pass --label-map with the "
+            f"label map of the model's {num_classes} classes"
+        )
+    det_defaults = person_detector_kwargs(cfg)
+    det_config = args.detector_config or det_defaults["config"]
+    det_spec = args.detector_weights or det_defaults["weights"]
+    det_cfg = load_detectron2_config(det_config, args.detector_opts)  # a bad detector config fails here, cheaply
+    weights = resolve_weights(args.weights, cache_dir=args.cache_dir, progress=progress)
+    det_weights = resolve_weights(det_spec, cache_dir=args.cache_dir, progress=progress) if det_spec else None
+    settings = {
+        "model": {"config": _plain(cfg), "weights_sha256": cached_sha256(weights, cache_dir=args.cache_dir)},
+        "detector": {
+            "config": str(det_config),
+            "config_sha256": hashlib.sha256(det_cfg.dump().encode()).hexdigest(),
+            "weights_sha256": cached_sha256(det_weights, cache_dir=args.cache_dir) if det_weights else None,
+            "threshold": args.detector_threshold,
+            "person_class": args.person_class,
+        },
+        "tracker": {"iou": args.tracker_iou, "max_age": args.tracker_max_age},
+    }
+    info = {"config": str(args.config), "opts": list(args.opts), "weights": str(weights),
+            "detector_weights": None if det_weights is None else str(det_weights),
+            "detector_opts": list(args.detector_opts), "label_map": labels.source}
+
+    def build_runner() -> VideoActionDetector:
+        """Both models, loaded only once some video needs them."""
+        import torch
+
+        from slowfast_det.builders import video_detector_kwargs
+        from slowfast_det.checkpoint import load_weights
+        from slowfast_det.detector import PersonDetector
+        from slowfast_det.inference import optimize_for_inference
+        from slowfast_det.models import build_model
+        from slowfast_det.pipeline import VideoActionDetector
+
+        try:
+            model: torch.nn.Module = build_model(cfg)
+            load_weights(model, weights)
+            model = model.to(device).eval()
+            if not args.no_optimize:
+                model = optimize_for_inference(model)
+            detector = PersonDetector(
+                config=det_config, weights=det_weights, score_threshold=args.detector_threshold,
+                person_class=args.person_class, opts=args.detector_opts, device=device, batch_size=args.batch_size,
+                cache_dir=args.cache_dir, progress=progress,
+            )
+            return VideoActionDetector(
+                model=model, detector=detector, device=device, batch_size=args.batch_size,
+                tracker_iou=args.tracker_iou, tracker_max_age=args.tracker_max_age,
+                allow_nonfinite=args.allow_nonfinite, weights_name=str(weights),
+                detector_weights_name=str(det_weights) if det_weights else None, **video_detector_kwargs(cfg),
+            )
+        except UserError:
+            raise
+        except ValueError as exc:  # a config value the model builders reject
+            raise UserError(f"{args.config}: {exc}") from exc
+
     options = OutputOptions(
         output_dir=args.output_dir, class_names=labels.names(), format=args.format, json=args.json,
         render=render, render_short_side=args.render_short_side, action_threshold=args.action_threshold,
-        topk=args.topk, overwrite=args.overwrite,
+        topk=args.topk, overwrite=args.overwrite, settings=settings, info=info,
     )
     tic = time.perf_counter()
-    try:
-        summary = run_videos(runner, args.inputs, options, stride=args.stride, start=args.start, end=args.end,
-                             allow_truncated=args.allow_truncated, progress=progress)
-    except ValueError as exc:
-        print(f"detect-video: error: {exc}", file=sys.stderr)
-        return 2
+    summary = run_videos(build_runner, args.inputs, options, stride=args.stride, start=args.start, end=args.end,
+                         allow_truncated=args.allow_truncated, progress=progress)
     wall = time.perf_counter() - tic
     for line in summary.lines():
         print(line)
