@@ -46,7 +46,8 @@ Bad input raises :class:`AvaFormatError` naming the file, line and problem (the 
 wrong column count, non-numeric field, bad timestamp, NaN score, and (unless ``check_range=False`` /
 ``--no-range-check``) coordinates outside [0, 1] and inverted ground-truth boxes. Where the official defines a
 behaviour it is kept: unknown class ids are dropped, inverted detection boxes take a cap slot then vanish,
-an empty detection file gives AP 0 for every class with ground truth.
+an empty detection file gives AP 0 for every class with ground truth (the CLI warns that it has no rows).
+The CLI checks that its --json / --plot outputs can be written before evaluating.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ if TYPE_CHECKING:  # pandas is imported lazily: the CLI path does not need it (s
     import pandas as pd
 
 from ava_tools.atomic import atomic_output, write_text_atomic
-from ava_tools.cli import add_common_arguments, run_cli
+from ava_tools.cli import UserError, add_common_arguments, is_user_error, run_cli
 from ava_tools.labelmap import (
     AVA_V22_ACTIVITYNET,
     AVA_V22_ALL,
@@ -95,6 +96,7 @@ __all__ = [
     "format_report",
     "write_metrics_json",
     "plot_per_class",
+    "check_output_path",
     "get_args_parser",
     "main",
     "cli",
@@ -171,10 +173,19 @@ class _KeyTable:
         return len(self.keys)
 
 
+def _plain(value: Any) -> str:
+    """A value for a message as the user wrote it: ``-0.1``, ``3``, ``nan``, ``'902x'`` (not ``np.float64(-0.1)``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    return repr(value)
+
+
 def _key_error(path: str, line: int | None, video: Any, timestamp: Any, legacy: bool) -> AvaFormatError:
     where = f"{path}, line {line}" if line is not None else path
     want = "an integer second (the -e/legacy release uses int())" if legacy else "a number (Decimal())"
-    return AvaFormatError(f"{where}: timestamp {timestamp!r} of video {video!r} is not {want}")
+    return AvaFormatError(f"{where}: timestamp {_plain(timestamp)} of video {_plain(video)} is not {want}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -687,7 +698,9 @@ def _validate(batch: _RawBatch, idx: np.ndarray, path: str, groundtruth: bool, c
     where = batch.where(i)
     if where is None:
         raise _SlowPath(what)
-    values = ", ".join(f"{c}={getattr(batch, c)[i]!r}" for c in (*_COORDS, "action", "score"))
+    # the 8th column of a ground-truth row is the person id, of a detection row the score
+    names = {**{c: c for c in _COORDS}, "action": "action_id", "score": "person_id" if groundtruth else "score"}
+    values = ", ".join(f"{name}={_plain(getattr(batch, c)[i])}" for c, name in names.items())
     raise AvaFormatError(f"{where}: {what} ({values})")
 
 
@@ -1552,28 +1565,81 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_output_path(path: str | os.PathLike[str], option: str) -> None:
+    """Check, before any work, that a file can be written at ``path`` (the folder is created if missing).
+
+    Raises:
+        UserError: ``path`` is a folder, a parent is not a folder, or the (nearest existing) folder does not
+            take new files (permissions, read-only file system, immutable); the message names ``option`` and
+            the path as given.
+    """
+    import tempfile
+
+    target = os.path.abspath(os.fspath(path))
+    if os.path.isdir(target):
+        raise UserError(f"{option} {os.fspath(path)}: is a folder; give a file name")
+    folder = os.path.dirname(target)
+    while not os.path.exists(folder):  # atomic_output creates the missing folders
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise UserError(f"{option} {os.fspath(path)}: {folder} is not a folder")
+    try:  # the same operation the atomic write starts with: a new file in that folder
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{option} {os.fspath(path)}: cannot write in {folder} ({e.strerror or e})") from None
+
+
+def _write_output(option: str, path: str, write: Callable[[], None]) -> None:
+    """Run ``write``; an OS error names the user's path, not the temporary file of the atomic write."""
+    try:
+        write()
+    except OSError as e:
+        raise UserError(f"{option} {path}: cannot write it ({e.strerror or e})") from e
+
+
+def _empty_detections_warning(result: EvalResult, detections: str) -> str | None:
+    """A warning when the detections cannot score anything (the mAP is then 0 for reasons of input)."""
+    rows = result.stats["detection_rows"]
+    if rows == 0:
+        return f"{detections}: the detection file has no rows; every class with ground truth gets AP 0"
+    if result.stats["detections_evaluated"] == 0:
+        return (
+            f"{detections}: none of its {rows} row(s) is a detection of a label-map class on a scored "
+            "ground-truth keyframe (check video ids, timestamps and class ids); every class with ground truth "
+            "gets AP 0"
+        )
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the evaluation; returns the exit status (2 on bad input, message on stderr)."""
     try:
         for t in args.iou:
             if not 0.0 <= t <= 1.0:
                 raise AvaFormatError(f"--iou thresholds must lie in [0, 1], got {t}")
+        # before the evaluation: a bad output path must not cost the computed metrics
+        for option, path in (("--json", args.json), ("--plot", args.plot)):
+            if path:
+                check_output_path(path, option)
         result = evaluate(args.groundtruth, args.detections, args.labelmap, args.exclusions,
                           iou_thresholds=args.iou, check_range=not args.no_range_check)
         if args.json:
-            write_metrics_json(result.metrics, args.json)
+            _write_output("--json", args.json, lambda: write_metrics_json(result.metrics, args.json))
         if args.plot:
-            plot_per_class(result, args.plot, args.sort)
-    except AvaFormatError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
+            _write_output("--plot", args.plot, lambda: plot_per_class(result, args.plot, args.sort))
+    except (UserError, OSError) as e:
+        if getattr(args, "debug", False) or not is_user_error(e):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(f"{MAP_KEY}: {result.mean_ap:.6f}  (metrics written to {args.json})")
     else:
         print(format_report(result, args.sort))
+    if (warning := _empty_detections_warning(result, args.detections)) is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -215,13 +215,27 @@ def read_checkpoint_file(path: str | Path) -> tuple[str, Any]:
     """Read a checkpoint file safely. Returns ``(kind, object)``, kind ``"torch"`` or ``"caffe2"``.
 
     Raises:
-        CheckpointError: unreadable file, or content that would need code execution to load.
+        CheckpointError: unreadable file (a truncated or empty one is called so), or content that would need
+            code execution to load.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(
+            f"{path}: truncated or incomplete file: it is empty (0 bytes; interrupted write or copy?)"
+        )
     if zipfile.is_zipfile(path):
         return "torch", _torch_load(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == _ZIP_LOCAL_HEADER:
+        # a zip archive's directory sits at its end: a torch.save file cut short starts right and has none
+        raise CheckpointError(
+            f"{path}: truncated or incomplete file ({size} bytes): a PyTorch (zip) checkpoint without the "
+            "archive directory that ends a complete one (interrupted write or copy?)"
+        )
     try:  # the first pickle: a Caffe2 checkpoint, or the magic number of a legacy torch file
         with open(path, "rb") as f:
             obj = _NumpyOnlyUnpickler(f, encoding="latin1").load()
@@ -231,6 +245,10 @@ def read_checkpoint_file(path: str | Path) -> tuple[str, Any]:
             "unpickling this object could run code"
         ) from exc
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        if _is_truncation(exc):
+            raise CheckpointError(
+                f"{path}: truncated or incomplete file ({size} bytes): the pickle ends early ({exc})"
+            ) from exc
         raise CheckpointError(
             f"{path}: neither a PyTorch checkpoint (zip or legacy) nor a Caffe2 pickle of numpy arrays: {exc}"
         ) from exc
@@ -239,10 +257,26 @@ def read_checkpoint_file(path: str | Path) -> tuple[str, Any]:
     return "caffe2", obj
 
 
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"
+
+
+def _is_truncation(exc: BaseException) -> bool:
+    """Whether a read error means the data stopped early (pickle / torch messages for a short file)."""
+    text = str(exc).lower()
+    return isinstance(exc, EOFError) or any(
+        s in text for s in ("truncated", "unexpected eof", "ran out of input", "failed finding central directory")
+    )
+
+
 def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, IndexError) as exc:
+        # torch's weights-only unpickler indexes past the end of a cut pickle (IndexError) instead of EOFError
+        if _is_truncation(exc) or isinstance(exc, IndexError):
+            raise CheckpointError(
+                f"{path}: truncated or incomplete file ({path.stat().st_size} bytes): {exc}"
+            ) from exc
         raise CheckpointError(
             f"{path}: cannot read it as a PyTorch checkpoint with weights_only=True: {exc}"
         ) from exc

@@ -262,6 +262,29 @@ def test_a_file_that_is_no_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         load_weights(make_model(), tmp_path / "missing.pyth")
 
 
+@pytest.mark.parametrize("kind", ["ours", "legacy-torch", "caffe2"])
+@pytest.mark.parametrize("keep", [0.0, 0.002, 0.5, 0.999])
+def test_a_truncated_checkpoint_is_called_truncated(tmp_path: Path, kind: str, keep: float) -> None:
+    """A checkpoint cut short (an interrupted write or copy) is named "truncated or incomplete", whatever the
+    format, not "neither a PyTorch checkpoint nor a Caffe2 pickle ... persistent id instruction"."""
+    model = make_model()
+    whole = tmp_path / "whole"
+    if kind == "ours":
+        save_checkpoint(whole, model=model, epoch=3)
+    elif kind == "legacy-torch":
+        torch.save({"model_state": model.state_dict()}, whole, _use_new_zipfile_serialization=False)
+    else:
+        write_caffe2(whole, model, 50)
+    data = whole.read_bytes()
+    cut = tmp_path / "checkpoint_epoch_00004.pyth"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError) as info:
+        load_weights(make_model(), cut)
+    message = str(info.value)
+    assert message.startswith(f"{cut}: truncated or incomplete file"), message
+    assert "persistent" not in message and "neither" not in message
+
+
 # ---------------------------------------------------------------------------------------------------------
 # PySlowFast torch files
 # ---------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_train_test import make_synth, write_config
+from test_train_test import make_synth, run_tool, write_config
 
 from slowfast_det.checkpoint import load_checkpoint
 from slowfast_det.export import AVA_DETECTION_COLUMNS
@@ -82,8 +82,8 @@ def runs(cfg_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
             ("slowfast_det.tools.test_net", [*test_args, "OUTPUT_DIR", str(dirs["test2"])]),
         ]
     )
-    train_net.cli([*base, "OUTPUT_DIR", str(dirs["train1"])])
-    test_net.cli([*test_args, "OUTPUT_DIR", str(dirs["test1"])])
+    run_tool(train_net, [*base, "OUTPUT_DIR", str(dirs["train1"])])
+    run_tool(test_net, [*test_args, "OUTPUT_DIR", str(dirs["test1"])])
     return dirs
 
 

@@ -652,6 +652,67 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path: Path, labelmap3: Path
     assert p.returncode == 2 and "no such file" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_cli_checks_output_paths_before_evaluating(tmp_path: Path, labelmap3: Path) -> None:
+    """--json / --plot that cannot be written stop the run before the evaluation (a malformed detection file
+    would fail it) with the user's path named, not the atomic write's temporary file."""
+    g = write(tmp_path / "g.csv", [["v", 902, 0, 0, 1, 1, 1, 0]])
+    bad = write(tmp_path / "bad.csv", [["v", 902, 0, 0, 1, 1, 1, 0.5, 3, 4]])
+    good = write(tmp_path / "d.csv", [["v", 902, 0, 0, 1, 1, 1, 0.5]])
+    a_file = write(tmp_path / "a_file.txt", [["x"]])
+    a_dir = tmp_path / "a_dir"
+    a_dir.mkdir()
+    for option, target, reason in [
+        ("--json", a_file / "m.json", "is not a folder"),
+        ("--plot", a_dir, "is a folder"),
+        ("--json", a_dir, "is a folder"),
+    ]:
+        p = run_cli("-l", str(labelmap3), "-g", str(g), "-d", str(bad), option, str(target))
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert f"{option} {target}: " in p.stderr and reason in p.stderr, p.stderr
+        assert "columns" not in p.stderr  # the detections were not read
+        assert ".tmp" not in p.stderr and ".png" not in p.stderr.replace(str(target), "")
+    assert sorted(x.name for x in a_dir.iterdir()) == []  # no temporary file left behind
+    frozen = tmp_path / "frozen"
+    frozen.mkdir()
+    if subprocess.run(["chattr", "+i", str(frozen)], capture_output=True).returncode != 0:
+        return  # no CAP_LINUX_IMMUTABLE here: the unwritable-folder case cannot be set up
+    try:
+        p = run_cli("-l", str(labelmap3), "-g", str(g), "-d", str(good), "--json", str(frozen / "m.json"))
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert f"--json {frozen / 'm.json'}: cannot write in {frozen}" in p.stderr, p.stderr
+    finally:
+        subprocess.run(["chattr", "-i", str(frozen)], check=True)
+
+
+def test_cli_warns_when_the_detections_file_has_no_rows(tmp_path: Path, labelmap3: Path) -> None:
+    g = write(tmp_path / "g.csv", [["v", 902, 0, 0, 1, 1, 1, 0]])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    p = run_cli("-l", str(labelmap3), "-g", str(g), "-d", str(empty))
+    assert p.returncode == 0 and f"{MAP_KEY}: 0.000000" in p.stdout  # the official result
+    assert f"warning: {empty}: the detection file has no rows" in p.stderr
+    elsewhere = write(tmp_path / "other.csv", [["w", 902, 0, 0, 1, 1, 1, 0.5]])  # a video without ground truth
+    p = run_cli("-l", str(labelmap3), "-g", str(g), "-d", str(elsewhere))
+    assert p.returncode == 0 and f"warning: {elsewhere}: none of its 1 row(s) is a detection" in p.stderr
+    p = run_cli("-l", str(labelmap3), "-g", str(g), "-d", str(g))
+    assert p.returncode == 0 and "warning" not in p.stderr
+
+
+def test_messages_show_plain_numbers_and_name_the_person_id(tmp_path: Path, labelmap3: Path) -> None:
+    """Bad rows are quoted with the numbers as written (not np.float64(-0.1)); the 8th ground-truth column
+    is the person id, not a score."""
+    g = write(tmp_path / "g.csv", [["v", 902, -0.1, 0.2, 0.5, 0.5, 1, 3]])
+    d = write(tmp_path / "d.csv", [["v", 902, 0.1, 0.2, 0.5, 0.5, 1, "nan"]])
+    with pytest.raises(AvaFormatError) as info:
+        evaluate(g, d, labelmap3)
+    assert str(info.value).endswith("(x1=-0.1, y1=0.2, x2=0.5, y2=0.5, action_id=1, person_id=3)"), info.value
+    g = write(tmp_path / "g.csv", [["v", 902, 0.1, 0.2, 0.5, 0.5, 1, 3]])
+    with pytest.raises(AvaFormatError) as info:
+        evaluate(g, d, labelmap3)
+    assert str(info.value).endswith("score is NaN (x1=0.1, y1=0.2, x2=0.5, y2=0.5, action_id=1, score=nan)")
+    assert "np." not in str(info.value)
+
+
 def test_streaming_pieces_and_pool_pruning_match_reference(
     tmp_path: Path, labelmap3: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,20 +20,22 @@ import torch
 from helpers import slowfast_r50_stages_yaml
 
 from ava_tools.evaluate import evaluate, read_detections_csv, read_groundtruth_csv
+from ava_tools.labelmap import AvaFormatError
 from ava_tools.synth import generate
 from slowfast_det import builders
-from slowfast_det.checkpoint import load_checkpoint, save_checkpoint
-from slowfast_det.config import load_config
+from slowfast_det.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from slowfast_det.config import ConfigError, load_config
 from slowfast_det.data import SampleError
 from slowfast_det.engine.launch import load_initial_weights
 from slowfast_det.engine.loader import SeededSamples, ShardedSampler, build_loader, set_loader_epoch
-from slowfast_det.engine.tester import Predictions, merge_predictions
+from slowfast_det.engine.tester import NonFiniteScoresError, Predictions, merge_predictions
 from slowfast_det.engine.trainer import detection_loss_sum, find_last_checkpoint
 from slowfast_det.export import AVA_DETECTION_COLUMNS, detections_frame, write_detections_csv
 from slowfast_det.models import build_model
 from slowfast_det.tools import test_net, train_net
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+REPO = Path(__file__).resolve().parents[1]
 
 # A tiny SlowFast (width 4, 8 frames, 48-pixel crops) on SynthAVA (2 train videos x 5 keyframes, 1 val video).
 TINY = (
@@ -66,6 +72,14 @@ RNG_SEED: 3
 )
 
 
+def run_tool(tool: Any, argv: list[str]) -> None:
+    """``tool.cli(argv)`` as its console script runs it, with ``--debug`` so that an error raises here; the
+    run must end with exit status 0."""
+    with pytest.raises(SystemExit) as info:
+        tool.cli(["--debug", *argv])
+    assert info.value.code == 0
+
+
 def make_synth(root: Path) -> Path:
     """SynthAVA: 3 videos x 8 s at 96x72 (keyframes 902..906): 2 train videos, 1 val video (cached)."""
     generate(root, videos=3, seconds=8, seed=0, width=96, height=72, progress=False)
@@ -96,7 +110,7 @@ def iter_rows(path: Path) -> list[dict[str, str]]:
 def trained(cfg_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted 2-epoch run; returns its OUTPUT_DIR."""
     out = tmp_path_factory.mktemp("run_full")
-    train_net.cli(["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out), "TENSORBOARD.ENABLE", "True"])
+    run_tool(train_net, ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out), "TENSORBOARD.ENABLE", "True"])
     return out
 
 
@@ -137,7 +151,7 @@ def test_resume_repeats_the_uninterrupted_run_exactly(trained: Path, cfg_file: P
         writer = csv.DictWriter(f, fieldnames=list(full[0]))
         writer.writeheader()
         writer.writerows(full[:5] + [{**full[5], "loss": "123.0"}])
-    train_net.cli(["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out)])  # TRAIN.AUTO_RESUME
+    run_tool(train_net, ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out)])  # TRAIN.AUTO_RESUME
 
     resumed = iter_rows(out / "train_iters.csv")
     assert [(r["epoch"], r["iter"], r["loss"], r["lr"]) for r in resumed] == [
@@ -152,11 +166,101 @@ def test_resume_repeats_the_uninterrupted_run_exactly(trained: Path, cfg_file: P
         assert torch.equal(value["momentum_buffer"], b["optimizer_state"]["state"][key]["momentum_buffer"])
 
 
-def test_resume_rejects_a_weights_only_file(cfg_file: Path, tmp_path: Path) -> None:
+def truncate(path: Path, keep: float = 0.5) -> None:
+    """Cut ``path`` short, as a crash or a full disk during a write or copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def same_run(a: Path, b: Path) -> None:
+    """Runs ``a`` and ``b`` logged the same losses and rates, bit for bit, and end with equal weights."""
+    rows_a, rows_b = iter_rows(a / "train_iters.csv"), iter_rows(b / "train_iters.csv")
+    assert [(r["epoch"], r["iter"], r["loss"], r["lr"]) for r in rows_a] == [
+        (r["epoch"], r["iter"], r["loss"], r["lr"]) for r in rows_b
+    ]
+    wa = load_checkpoint(a / "checkpoints" / "checkpoint_epoch_00002.pyth")["model_state"]
+    wb = load_checkpoint(b / "checkpoints" / "checkpoint_epoch_00002.pyth")["model_state"]
+    assert wa.keys() == wb.keys() and all(torch.equal(v, wb[k]) for k, v in wa.items())
+
+
+def epoch_records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_epochs.jsonl").read_text().splitlines()]
+
+
+def test_auto_resume_skips_a_truncated_checkpoint(
+    trained: Path, cfg_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The newest checkpoint cut short (e.g. a crash while it was copied): auto-resume warns why, resumes from
+    the older one and repeats the uninterrupted run exactly; when no checkpoint can be read it stops instead
+    of training from scratch."""
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    newest = out / "checkpoints" / "checkpoint_epoch_00002.pyth"
+    truncate(newest)
+    with caplog.at_level("WARNING"):
+        run_tool(train_net, ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out)])
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("skipping checkpoint_epoch_00002.pyth" in m and "truncated or incomplete file" in m for m in warned)
+    same_run(trained, out)
+    assert epoch_records(out)[-1]["eval/mAP"] == epoch_records(trained)[-1]["eval/mAP"]
+
+    for ckpt in (out / "checkpoints").iterdir():
+        truncate(ckpt)
+    with pytest.raises(CheckpointError, match="no checkpoint in .* can be read .*truncated or incomplete"):
+        run_tool(train_net, ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out)])
+
+
+def test_a_failed_final_evaluation_runs_on_rerun(trained: Path, cfg_file: Path, synth: Path, tmp_path: Path) -> None:
+    """The last epoch's evaluation fails (a bad ground-truth row): the rerun after the fix evaluates that
+    epoch instead of reporting "next epoch 3 of 2" and doing nothing; the log then reads like an
+    uninterrupted run's."""
+    gt = tmp_path / "gt.csv"
+    good = (synth / "annotations" / "ava_val_v2.2.csv").read_text()
+    gt.write_text(good + "synth002,0904,0.5,0.278,1.604,0.750,1,0\n")  # x2 > 1: the evaluator refuses it
+    out = tmp_path / "run"
+    args = ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out), "AVA.GROUNDTRUTH_FILE", str(gt)]
+    with pytest.raises(AvaFormatError, match=f"gt.csv, line {len(good.splitlines()) + 1}: box coordinate outside"):
+        run_tool(train_net, args)
+    assert (out / "checkpoints" / "checkpoint_epoch_00002.pyth").is_file()  # both epochs were trained
+    assert [r["epoch"] for r in epoch_records(out)] == [0]
+    gt.write_text(good)
+    run_tool(train_net, args)
+    same_run(trained, out)
+    full, rerun = epoch_records(trained), epoch_records(out)
+    assert [r["epoch"] for r in rerun] == [0, 1]
+    for a, b in zip(full, rerun, strict=True):
+        assert {k: v for k, v in a.items() if k != "time_s"} == {k: v for k, v in b.items() if k != "time_s"}
+    before = (out / "train_epochs.jsonl").read_bytes()
+    run_tool(train_net, args)  # finished and evaluated: nothing to do
+    assert (out / "train_epochs.jsonl").read_bytes() == before
+
+
+def test_training_checks_the_test_inputs_before_the_first_epoch(cfg_file: Path, tmp_path: Path) -> None:
+    """A missing test box file, or a label map with more classes than the model, stops the run before any
+    epoch is trained (not after the last one)."""
+    out = tmp_path / "run"
+    base = ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out)]
+    with pytest.raises(OSError, match="missing_boxes.csv"):
+        run_tool(train_net, [*base, "AVA.TEST_PREDICT_BOX_LISTS", "['missing_boxes.csv']"])
+    with pytest.raises(OSError, match="missing_gt.csv"):
+        run_tool(train_net, [*base, "AVA.GROUNDTRUTH_FILE", "missing_gt.csv"])
+    from ava_tools.labelmap import AVA_V22_ALL, bundled_labelmap_path
+
+    with pytest.raises(ConfigError, match=r"class ids up to 80 .* the model has 9 classes \(MODEL.NUM_CLASSES 9\)"):
+        run_tool(train_net, [*base, "AVA.LABEL_MAP_FILE", str(bundled_labelmap_path(AVA_V22_ALL))])
+    assert not (out / "checkpoints").exists() and iter_rows(out / "train_iters.csv") == []
+
+
+def test_resume_rejects_a_weights_only_file(trained: Path, cfg_file: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "checkpoint_epoch_00001.pyth"
+    with pytest.raises(CheckpointError, match=f"{ckpt}: does not fit the model of this config .*size mismatch"):
+        run_tool(train_net, ["--cfg", str(cfg_file), "--no-progress", "--resume", str(ckpt), "OUTPUT_DIR",
+                             str(tmp_path / "wider"), "RESNET.WIDTH_PER_GROUP", "8"])
     cfg = load_config(cfg_file)
     weights = save_checkpoint(tmp_path / "weights.pyth", model=build_model(cfg))
     with pytest.raises(ValueError, match="cannot resume"):
-        train_net.cli(
+        run_tool(
+            train_net,
             [
                 "--cfg",
                 str(cfg_file),
@@ -194,7 +298,8 @@ def test_bad_frame_names_video_second_and_file(synth: Path, tmp_path: Path) -> N
     victim.unlink()
     cfg_file = write_config(tmp_path / "broken.yaml", broken)
     with pytest.raises(SampleError) as info:
-        train_net.cli(
+        run_tool(
+            train_net,
             [
                 "--cfg",
                 str(cfg_file),
@@ -210,11 +315,50 @@ def test_bad_frame_names_video_second_and_file(synth: Path, tmp_path: Path) -> N
     assert "epoch 1" in text
 
 
+def console_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script ``name`` on this checkout's code (PYTHONPATH first)."""
+    exe = Path(sys.executable).parent / name
+    if not exe.exists():
+        pytest.skip(f"console script {name} is not installed next to {sys.executable}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+
+
+def test_user_errors_of_slowfast_train_are_one_line(synth: Path, cfg_file: Path, tmp_path: Path) -> None:
+    """A bad config key, a missing frame file (read in a DataLoader worker) and a truncated checkpoint: one
+    line naming the file, exit status 2, no traceback (``--debug`` shows it: tests/test_entry_points.py)."""
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text(cfg_file.read_text() + "TEST_SPLIT_TYPO: 3\n")
+    r = console_script("slowfast-train", "--cfg", str(bad_cfg), "OUTPUT_DIR", str(tmp_path / "a"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"{bad_cfg}: unknown config key TEST_SPLIT_TYPO" in r.stderr
+
+    broken = tmp_path / "synth_broken"
+    shutil.copytree(synth, broken, ignore=shutil.ignore_patterns("videos"))
+    victim = broken / "frames" / "synth000" / "synth000_000061.jpg"  # frame 60 = keyframe second 902
+    victim.unlink()
+    r = console_script("slowfast-train", "--cfg", str(write_config(tmp_path / "broken.yaml", broken)), "--no-progress",
+                       "OUTPUT_DIR", str(tmp_path / "b"), "TRAIN.BATCH_SIZE", "10", "DATA_LOADER.NUM_WORKERS", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if "error:" in x]
+    assert line.endswith(f"keyframe 0 (video synth000, second 902): {victim}: frame file not found"), line
+
+    ckpt = tmp_path / "checkpoint_epoch_00001.pyth"
+    save_checkpoint(ckpt, model=build_model(load_config(cfg_file)), epoch=0)
+    truncate(ckpt, 0.7)
+    args = ["--cfg", str(cfg_file), "--no-progress", "--resume", str(ckpt), "OUTPUT_DIR", str(tmp_path / "c")]
+    r = console_script("slowfast-train", *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"slowfast-train: error: {ckpt}: truncated or incomplete file" in r.stderr
+
+
 # ------------------------------------------------------------------------------------------- testing
 def test_test_net_writes_ava_csvs_and_metrics(trained: Path, cfg_file: Path, synth: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "checkpoint_epoch_00002.pyth"
     out = tmp_path / "test"
-    test_net.cli(
+    run_tool(
+            test_net,
         [
             "--cfg",
             str(cfg_file),
@@ -261,7 +405,8 @@ def test_test_net_writes_ava_csvs_and_metrics(trained: Path, cfg_file: Path, syn
     assert metrics["semantics"] == "current" and metrics["num_boxes"] == n_boxes
 
     # --use-exclusions: the earlier evaluator with the exclusion file
-    test_net.cli(
+    run_tool(
+            test_net,
         [
             "--cfg",
             str(cfg_file),
@@ -286,7 +431,69 @@ def test_test_net_writes_ava_csvs_and_metrics(trained: Path, cfg_file: Path, syn
 
 def test_test_net_without_weights_refuses(cfg_file: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no weights to test"):
-        test_net.cli(["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(tmp_path)])
+        run_tool(test_net, ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(tmp_path)])
+
+
+def nan_head_checkpoint(cfg_file: Path, path: Path) -> Path:
+    """A real checkpoint (the project's own format) whose classifier bias is NaN."""
+    model = build_model(load_config(cfg_file))
+    with torch.no_grad():
+        model.head.projection.bias.fill_(float("nan"))
+    return save_checkpoint(path, model=model)
+
+
+def test_test_net_stops_on_nonfinite_scores(cfg_file: Path, synth: Path, tmp_path: Path) -> None:
+    """NaN scores stop the test with a message naming the checkpoint, the first video and keyframe and the
+    count, and nothing is written; --allow-nonfinite writes them (as nan) and evaluates without them."""
+    ckpt = nan_head_checkpoint(cfg_file, tmp_path / "nan_head.pyth")
+    out = tmp_path / "test"
+    args = ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out), "TEST.CHECKPOINT_FILE_PATH", str(ckpt)]
+    with pytest.raises(NonFiniteScoresError) as info:
+        run_tool(test_net, args)
+    message = str(info.value)
+    assert f"checkpoint {ckpt}: 162 of 162 scores (18 of 18 boxes) in the test set are NaN" in message
+    assert "the first at video synth002, keyframe 902" in message and "--allow-nonfinite" in message
+    assert not (out / "detections.csv").exists() and not (out / "metrics.json").exists()
+
+    run_tool(test_net, ["--allow-nonfinite", *args])
+    det = pd.read_csv(out / "detections.csv", header=None, names=AVA_DETECTION_COLUMNS, dtype={"video_id": str})
+    assert len(det) == 18 * 9 and det["score"].isna().all()
+    assert "nan" in (out / "detections.csv").read_text().splitlines()[0].split(",")[-1]
+    assert (out / "groundtruth.csv").read_bytes() == (synth / "annotations" / "ava_val_v2.2.csv").read_bytes()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["nonfinite_detection_rows"] == 162 and metrics["mAP"] == 0.0
+    assert metrics["model"] == f"checkpoint {ckpt}"
+
+
+def test_test_net_writes_detections_before_evaluating(trained: Path, cfg_file: Path, synth: Path,
+                                                       tmp_path: Path) -> None:
+    """An evaluation that fails (a bad ground-truth row) keeps the computed detections and ground truth."""
+    gt = tmp_path / "gt.csv"
+    good = (synth / "annotations" / "ava_val_v2.2.csv").read_text()
+    gt.write_text(good + "synth002,0904,0.5,0.2,1.6,0.7,1,0\n")  # x2 > 1: the evaluator refuses it
+    out = tmp_path / "test"
+    ckpt = trained / "checkpoints" / "checkpoint_epoch_00002.pyth"
+    with pytest.raises(AvaFormatError, match=f"gt.csv, line {len(good.splitlines()) + 1}: box coordinate outside"):
+        run_tool(test_net, ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(out),
+                            "TEST.CHECKPOINT_FILE_PATH", str(ckpt), "AVA.GROUNDTRUTH_FILE", str(gt)])
+    det = read_detections_csv(out / "detections.csv")
+    assert len(det) == 18 * 9 and det["score"].between(0, 1).all()
+    assert (out / "groundtruth.csv").read_bytes() == gt.read_bytes()
+    assert not (out / "metrics.json").exists()
+
+
+def test_test_net_label_map_must_fit_the_model(cfg_file: Path, tmp_path: Path) -> None:
+    """A 9-class model with AVA's 80-class label map fails naming both, before any weights load or model
+    runs (the checkpoint named here does not even exist)."""
+    from ava_tools.labelmap import AVA_V22_ALL, bundled_labelmap_path
+
+    labelmap = bundled_labelmap_path(AVA_V22_ALL)
+    with pytest.raises(ConfigError) as info:
+        run_tool(test_net, ["--cfg", str(cfg_file), "--no-progress", "OUTPUT_DIR", str(tmp_path),
+                            "TEST.CHECKPOINT_FILE_PATH", str(tmp_path / "absent.pyth"),
+                            "AVA.LABEL_MAP_FILE", str(labelmap)])
+    assert f"label map {labelmap} has class ids up to 80" in str(info.value)
+    assert "the model has 9 classes (MODEL.NUM_CLASSES 9)" in str(info.value)
 
 
 def test_quick_validation_keeps_every_fourth_second(trained: Path, cfg_file: Path, synth: Path) -> None:

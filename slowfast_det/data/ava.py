@@ -79,7 +79,7 @@ class FrameReadError(UserError, OSError):
     """A frame image is missing or cannot be decoded (the message names the file)."""
 
 
-class SampleError(RuntimeError):
+class SampleError(UserError, RuntimeError):
     """A keyframe's sample cannot be built; the message names the keyframe, video, second and file."""
 
 

@@ -7,13 +7,17 @@ plain arguments.
 Weights, in PySlowFast's order of precedence:
 
 * training: ``resume`` (an explicit checkpoint), else with ``TRAIN.AUTO_RESUME`` the newest
-  ``OUTPUT_DIR/checkpoints/checkpoint_epoch_*.pyth`` (model, optimizer, epoch, ... restored), else
+  ``OUTPUT_DIR/checkpoints/checkpoint_epoch_*.pyth`` that can be read (model, optimizer, epoch, ... restored;
+  an unreadable one, e.g. truncated, is skipped with a warning), else
   ``TRAIN.CHECKPOINT_FILE_PATH`` as *initial weights only* (start at epoch 0; when its head does not fit the
   model, e.g. a Kinetics classifier, only the backbone is loaded);
 * testing: ``TEST.CHECKPOINT_FILE_PATH``, else the newest checkpoint in ``OUTPUT_DIR``, else
   ``TRAIN.CHECKPOINT_FILE_PATH``; with none of them the run stops (random weights are never tested silently).
 
 Testing and the evaluation during training run in float32 (``TRAIN.MIXED_PRECISION`` applies to training).
+
+Inputs are checked before the long work: the test files (label map against ``MODEL.NUM_CLASSES``, ground
+truth, and, for training, the whole validation dataset) before any epoch is trained or any model runs.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from slowfast_det.engine.distributed import DistContext, init_distributed
 from slowfast_det.engine.loader import build_loader
 from slowfast_det.engine.logs import setup_logging
 from slowfast_det.engine.solver import LRSchedule, build_optimizer
-from slowfast_det.engine.tester import EvaluationOutput, format_results, run_test
-from slowfast_det.engine.trainer import Trainer, find_last_checkpoint, seed_everything
+from slowfast_det.engine.tester import EvaluationOutput, check_test_inputs, format_results, run_test
+from slowfast_det.engine.trainer import Trainer, checkpoint_path, find_last_checkpoint, seed_everything
 
 __all__ = ["build_split_loader", "head_fits", "load_initial_weights", "test_from_config", "train_from_config"]
 
@@ -107,14 +111,25 @@ def train_from_config(
     train_loader = build_split_loader(cfg, "train", ctx)
 
     eval_kwargs = builders.evaluation_kwargs(cfg, during_training=True)
+    num_classes = builders.model_kwargs(cfg)["num_classes"]
     test_loader = None
 
-    def evaluator(net: nn.Module, epoch: int) -> dict[str, float] | None:
+    def prepare_evaluation() -> Any:
+        """Check the test files and build the validation loader (once); returns the loader. Called before
+        training: a missing or mismatched test file must not wait for the end of the last epoch."""
         nonlocal test_loader
         if test_loader is None:
+            check_test_inputs(
+                labelmap_path=eval_kwargs["labelmap_path"], groundtruth_path=eval_kwargs["groundtruth_path"],
+                exclusions_path=eval_kwargs["exclusions_path"], num_classes=num_classes,
+            )
             test_loader = build_split_loader(cfg, "val", ctx)  # PySlowFast validates on its "val" split
+        return test_loader
+
+    def evaluator(net: nn.Module, epoch: int) -> dict[str, float] | None:
         out = run_test(
-            net, test_loader, ctx=ctx, output_dir=tk["output_dir"], write_files=False, progress=progress,
+            net, prepare_evaluation(), ctx=ctx, output_dir=tk["output_dir"], write_files=False, progress=progress,
+            model_name=f"the model after epoch {epoch + 1} ({checkpoint_path(tk['output_dir'], epoch)})",
             **eval_kwargs,
         )
         if out is None:
@@ -124,25 +139,36 @@ def train_from_config(
 
     trainer = Trainer(
         model=model, optimizer=optimizer, schedule=schedule, train_loader=train_loader, ctx=ctx,
-        evaluator=evaluator, run_config=cfg, progress=progress, **tk,
+        evaluator=evaluator, prepare_evaluation=prepare_evaluation, run_config=cfg, progress=progress, **tk,
     )
     weights = builders.weights_kwargs(cfg)
-    last = Path(resume) if resume else (find_last_checkpoint(tk["output_dir"]) if weights["auto_resume"] else None)
-    if last is not None:
-        trainer.resume(last)
-    elif weights["train"] is not None:
+    if resume:
+        trainer.resume(resume)
+        last: Path | None = Path(resume)
+    else:
+        last = trainer.auto_resume() if weights["auto_resume"] else None
+    if last is None and weights["train"] is not None:
         load_initial_weights(model, weights["train"])
     return trainer.fit()
 
 
 def test_from_config(
-    cfg: Any, *, use_exclusions: bool = False, progress: bool = True
+    cfg: Any, *, use_exclusions: bool = False, allow_nonfinite: bool = False, progress: bool = True
 ) -> EvaluationOutput | None:
     """Test as the config says; rank 0 writes ``OUTPUT_DIR/{detections,groundtruth}.csv`` and ``metrics.json``
-    and returns the evaluation (``None`` on other ranks)."""
+    and returns the evaluation (``None`` on other ranks).
+
+    ``allow_nonfinite``: write NaN scores out and evaluate without them instead of stopping
+    (:class:`slowfast_det.engine.tester.NonFiniteScoresError`).
+    """
     ctx = init_distributed(**builders.distributed_kwargs(cfg))
     tk = builders.trainer_kwargs(cfg)
     setup_logging(tk["output_dir"], is_main=ctx.is_main, filename="test_log.txt")
+    eval_kwargs = builders.evaluation_kwargs(cfg, use_exclusions=use_exclusions)
+    check_test_inputs(
+        labelmap_path=eval_kwargs["labelmap_path"], groundtruth_path=eval_kwargs["groundtruth_path"],
+        exclusions_path=eval_kwargs["exclusions_path"], num_classes=builders.model_kwargs(cfg)["num_classes"],
+    )
     seed_everything(tk["seed"])
     model = _model(cfg, ctx)
     weights = builders.weights_kwargs(cfg)
@@ -155,10 +181,27 @@ def test_from_config(
     from slowfast_det.checkpoint import load_weights
 
     logger.info("test weights: %s", load_weights(model, path).summary())
+    _warn_nonfinite_weights(model, path)
     out = run_test(
         model, build_split_loader(cfg, "test", ctx), ctx=ctx, output_dir=tk["output_dir"], progress=progress,
-        **builders.evaluation_kwargs(cfg, use_exclusions=use_exclusions),
+        allow_nonfinite=allow_nonfinite, model_name=f"checkpoint {path}", **eval_kwargs,
     )
     if out is not None:
         logger.info("%s\nwrote %s", format_results(out), Path(tk["output_dir"]) / "metrics.json")
     return out
+
+
+def _warn_nonfinite_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Warn (once, naming the tensors) when the loaded weights hold NaN or infinite values: their scores will
+    be NaN, which :func:`run_test` then reports."""
+    import torch
+
+    bad = {
+        name: int((~torch.isfinite(t)).sum())
+        for name, t in model.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    }
+    if bad:
+        listed = ", ".join(f"{name} ({n} values)" for name, n in list(bad.items())[:5])
+        more = f" and {len(bad) - 5} more tensors" if len(bad) > 5 else ""
+        logger.warning("%s: non-finite weights in %s%s", path, listed, more)

@@ -11,18 +11,26 @@ Three pieces, each small:
   (not the worker, rank, batch size or how the run was interrupted). It also returns ``i``.
 * :class:`IndexedCollate` collates with the dataset's collate function and adds ``sample_index`` (one per box),
   used to remove the duplicates and restore the dataset order when predictions are gathered.
+
+A user error raised while loading a sample in a worker process (a missing frame file: ``SampleError``) reaches
+the main process as itself, message unchanged, not as torch's "Caught ... in DataLoader worker" error whose
+message embeds the worker's traceback (the console scripts print user errors as one line).
 """
 
 from __future__ import annotations
 
 import contextlib
+import pickle
 import random
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from ava_tools.cli import UserError, is_user_error
 
 __all__ = ["IndexedCollate", "SeededSamples", "ShardedSampler", "build_loader", "sample_seed", "set_loader_epoch"]
 
@@ -125,8 +133,40 @@ class SeededSamples(Dataset[tuple[int, Any]]):
                 sample = self.dataset[index]
             except Exception as exc:  # re-raised unchanged, with the sample's place added
                 exc.add_note(f"(while loading dataset item {index})")
+                if get_worker_info() is not None and is_user_error(exc):
+                    return index, _WorkerUserError.of(exc)  # raised again in the main process
                 raise
         return index, sample
+
+
+class _WorkerUserError:
+    """A user error of a DataLoader worker, carried to the main process (see the module docstring)."""
+
+    def __init__(self, error: BaseException, worker_traceback: str) -> None:
+        self.error, self.worker_traceback = error, worker_traceback
+
+    @staticmethod
+    def of(exc: BaseException) -> _WorkerUserError:
+        try:  # it crosses a process boundary: it must unpickle as itself
+            pickle.loads(pickle.dumps(exc))
+            error = exc
+        except Exception:  # noqa: BLE001 - any unpicklable exception is sent as its message
+            error = UserError(str(exc))
+        return _WorkerUserError(error, "".join(traceback.format_exception(exc)))
+
+    def reraise(self) -> None:
+        self.error.add_note(f"(in a DataLoader worker process:\n{self.worker_traceback.rstrip()})")
+        raise self.error
+
+
+class _Loader(DataLoader[Any]):
+    """A DataLoader that raises a worker's user error (:class:`_WorkerUserError`) as itself."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if isinstance(batch, _WorkerUserError):
+                batch.reraise()
+            yield batch
 
 
 class IndexedCollate:
@@ -139,7 +179,10 @@ class IndexedCollate:
     def __init__(self, collate_fn: Callable[[Sequence[Any]], dict[str, Any]]) -> None:
         self.collate_fn = collate_fn
 
-    def __call__(self, items: Sequence[tuple[int, Any]]) -> dict[str, Any]:
+    def __call__(self, items: Sequence[tuple[int, Any]]) -> Any:
+        failed = next((s for _, s in items if isinstance(s, _WorkerUserError)), None)
+        if failed is not None:
+            return failed
         indices = torch.tensor([i for i, _ in items], dtype=torch.int64)
         batch = self.collate_fn([s for _, s in items])
         batch["sample_index"] = indices[batch["boxes"][:, 0].long()]
@@ -193,7 +236,7 @@ def build_loader(
         if len(group_ids) != len(dataset):  # type: ignore[arg-type]
             raise ValueError(f"group_ids has {len(group_ids)} entries for {len(dataset)} items")  # type: ignore[arg-type]
         batches = VideoBatchSampler(np.asarray(group_ids), per_rank, rank=rank, world_size=world_size)
-        return DataLoader(SeededSamples(dataset, seed), batch_sampler=batches, **common)
+        return _Loader(SeededSamples(dataset, seed), batch_sampler=batches, **common)
     sampler = ShardedSampler(
         len(dataset),  # type: ignore[arg-type]
         rank=rank,
@@ -203,7 +246,7 @@ def build_loader(
         global_batch_size=global_batch_size,
         drop_last=train,
     )
-    return DataLoader(
+    return _Loader(
         SeededSamples(dataset, seed), batch_size=per_rank, sampler=sampler, drop_last=train, **common
     )
 

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ava_tools.atomic import write_text_atomic
 
 __all__ = ["ITER_COLUMNS", "RunLog", "setup_logging"]
@@ -118,6 +120,47 @@ class RunLog:
                 if key.startswith("eval/") and isinstance(value, int | float):
                     self._writer.add_scalar("Val/" + key[len("eval/") :], value, record["epoch"])
             self._writer.flush()
+
+    def epoch_record(self, epoch: int) -> dict[str, Any] | None:
+        """The logged record of ``epoch`` (the last one if several), ``None`` if absent or on other ranks."""
+        if not self.enabled or not self.epochs_path.exists():
+            return None
+        found = None
+        for line in self.epochs_path.read_text().splitlines():
+            if line.strip() and (record := json.loads(line))["epoch"] == epoch:
+                found = record
+        return found
+
+    def epoch_record_from_iters(self, epoch: int) -> dict[str, Any] | None:
+        """``epoch``'s record rebuilt from its ``train_iters.csv`` rows (mean loss, last lr, iterations, summed
+        step seconds), for an epoch whose record was never written; ``None`` without rows."""
+        if not self.enabled or not self.iters_path.exists():
+            return None
+        with open(self.iters_path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("epoch") == str(epoch)]
+        if not rows:
+            return None
+        losses = [float(r["loss"]) for r in rows]
+        return {
+            "epoch": epoch,
+            "iters": len(rows),
+            "loss": float(np.mean(losses)),  # as Trainer.train_one_epoch computes it
+            "lr": float(rows[-1]["lr"]),
+            "time_s": sum(float(r["time_s"]) for r in rows),
+        }
+
+    def replace_epoch(self, record: dict[str, Any]) -> None:
+        """Log ``record`` in place of any record of the same epoch (see :meth:`log_epoch`)."""
+        if not self.enabled:
+            return
+        if self.epochs_path.exists():
+            kept = [
+                line + "\n"
+                for line in self.epochs_path.read_text().splitlines()
+                if line.strip() and json.loads(line)["epoch"] != record["epoch"]
+            ]
+            write_text_atomic("".join(kept), self.epochs_path)
+        self.log_epoch(record)
 
     def close(self) -> None:
         if self._writer is not None:

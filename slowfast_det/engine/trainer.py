@@ -47,6 +47,7 @@ __all__ = [
     "Trainer",
     "checkpoint_path",
     "detection_loss_sum",
+    "find_checkpoints",
     "find_last_checkpoint",
     "is_period_epoch",
     "seed_everything",
@@ -65,13 +66,19 @@ def checkpoint_path(output_dir: str | os.PathLike[str], epoch: int) -> Path:
     return Path(output_dir) / "checkpoints" / f"checkpoint_epoch_{epoch + 1:05d}.pyth"
 
 
-def find_last_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
-    """The checkpoint of the latest epoch in ``output_dir/checkpoints`` (``None`` if there is none)."""
+def find_checkpoints(output_dir: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoints in ``output_dir/checkpoints``, latest epoch first (empty if there is none)."""
     folder = Path(output_dir) / "checkpoints"
     if not folder.is_dir():
-        return None
+        return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def find_last_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint of the latest epoch in ``output_dir/checkpoints`` (``None`` if there is none)."""
+    found = find_checkpoints(output_dir)
+    return found[0] if found else None
 
 
 def is_period_epoch(epoch: int, period: int, max_epoch: int) -> bool:
@@ -130,7 +137,12 @@ class Trainer:
         seed: run seed (``RNG_SEED``).
         log_period: log loss and rate every that many iterations (``LOG_PERIOD``); every iteration goes to
             the CSV log regardless.
-        evaluator: called after evaluation epochs with the bare model; its metrics are logged.
+        evaluator: called after evaluation epochs with the bare model; its metrics are logged. A resumed run
+            whose checkpoint epoch was an evaluation epoch without a logged evaluation (it failed or was
+            interrupted) evaluates that epoch first.
+        prepare_evaluation: called once at the start of :meth:`fit` when this run will evaluate, before any
+            training (e.g. to check the test inputs and build the test loader, so that a missing file stops
+            the run before hours of training rather than after).
         run_config: the run's config (``CfgNode``), stored in checkpoints as YAML.
         tensorboard_dir: TensorBoard log folder (``None``: off).
         progress: show a tqdm bar on rank 0.
@@ -154,6 +166,7 @@ class Trainer:
         seed: int = 0,
         log_period: int = 10,
         evaluator: Evaluator | None = None,
+        prepare_evaluation: Callable[[], None] | None = None,
         run_config: Any = None,
         tensorboard_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
@@ -168,6 +181,7 @@ class Trainer:
             logger.info("TRAIN.MIXED_PRECISION is ignored on CPU (float32 training)")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.seed, self.log_period, self.evaluator, self.run_config = seed, log_period, evaluator, run_config
+        self.prepare_evaluation = prepare_evaluation
         self.tensorboard_dir, self.progress = tensorboard_dir, progress
         self.net: nn.Module = model
         if ctx.distributed:
@@ -183,19 +197,74 @@ class Trainer:
         Returns:
             The epoch to start from (saved epoch + 1).
         Raises:
-            ValueError: the file is not a training checkpoint (no optimizer state or epoch).
+            CheckpointError: the file cannot be read, is not a training checkpoint (no optimizer state or
+                epoch) or does not fit the model / optimizer.
         """
-        from slowfast_det.checkpoint import load_checkpoint, restore_rng_state
+        from slowfast_det.checkpoint import load_checkpoint
 
-        state = load_checkpoint(Path(path))
+        path = Path(path)
+        return self._restore(path, load_checkpoint(path))
+
+    def auto_resume(self) -> Path | None:
+        """Resume from the newest checkpoint in ``output_dir/checkpoints`` that can be read.
+
+        A checkpoint that cannot be read (e.g. truncated by a crash or a full disk while it was copied) is
+        skipped with a warning giving the reason, and the next older one is used: the run repeats the
+        epochs after it. A checkpoint that is read but does not fit the model is an error (an older one
+        would not fit either).
+
+        Returns:
+            The checkpoint resumed from, ``None`` when there is none (nothing restored).
+        Raises:
+            CheckpointError: checkpoints exist but none can be read (each reason listed), or one does not
+                fit the model.
+        """
+        from slowfast_det.checkpoint import CheckpointError, load_checkpoint
+
+        skipped: list[str] = []
+        for path in find_checkpoints(self.output_dir):
+            try:
+                state = load_checkpoint(path)
+            except CheckpointError as exc:
+                logger.warning("auto-resume: skipping %s, it cannot be read: %s", path.name, exc)
+                skipped.append(str(exc))
+                continue
+            self._restore(path, state)
+            if skipped:
+                logger.warning(
+                    "auto-resume: resumed from %s after skipping %d newer checkpoint(s) that cannot be read; "
+                    "the epochs after it are trained again", path, len(skipped),
+                )
+            return path
+        if skipped:
+            raise CheckpointError(
+                f"auto-resume: no checkpoint in {self.output_dir / 'checkpoints'} can be read ("
+                + "; ".join(skipped)
+                + "); move them away to train from the start"
+            )
+        return None
+
+    def _restore(self, path: Path, state: dict[str, Any]) -> int:
+        from slowfast_det.checkpoint import CheckpointError, restore_rng_state
+
         missing = [k for k in ("model_state", "optimizer_state", "epoch") if state.get(k) is None]
         if missing:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: cannot resume training from it, it has no {', '.join(missing)} "
                 "(use TRAIN.CHECKPOINT_FILE_PATH for initial weights)"
             )
-        self.model.load_state_dict(state["model_state"], strict=True)
-        self.optimizer.load_state_dict(state["optimizer_state"])
+        try:
+            self.model.load_state_dict(state["model_state"], strict=True)
+        except RuntimeError as exc:  # torch names every missing / unexpected / mis-shaped key
+            detail = " ".join(str(exc).split())
+            raise CheckpointError(
+                f"{path}: does not fit the model of this config (was it written with another config?): "
+                + (detail if len(detail) <= 800 else detail[:800] + " ...")
+            ) from exc
+        try:
+            self.optimizer.load_state_dict(state["optimizer_state"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: its optimizer state does not fit this optimizer: {exc}") from exc
         saved_schedule = state.get("scheduler_state")
         if isinstance(saved_schedule, dict) and (diff := self.schedule.differences(saved_schedule)):
             logger.warning("%s: the learning-rate schedule differs from the checkpoint's: %s", path, "; ".join(diff))
@@ -205,7 +274,10 @@ class Trainer:
         if state.get("rng_state") is not None:
             restore_rng_state(state["rng_state"])
         self.start_epoch = int(state["epoch"]) + 1
-        logger.info("resumed from %s: next epoch %d of %d", path, self.start_epoch + 1, self.max_epoch)
+        if self.start_epoch < self.max_epoch:
+            logger.info("resumed from %s: next epoch %d of %d", path, self.start_epoch + 1, self.max_epoch)
+        else:
+            logger.info("resumed from %s: all %d epochs are trained", path, self.max_epoch)
         return self.start_epoch
 
     def save(self, epoch: int) -> Path:
@@ -230,7 +302,11 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- loop
     def fit(self) -> list[dict[str, Any]]:
-        """Train from ``self.start_epoch`` to ``max_epoch``; returns the per-epoch records."""
+        """Train from ``self.start_epoch`` to ``max_epoch``; returns the per-epoch records.
+
+        First, on a resumed run, the evaluation of the checkpoint's epoch is run if it was due and is not in
+        ``train_epochs.jsonl`` (see the class docstring).
+        """
         log = RunLog(
             self.output_dir,
             enabled=self.ctx.is_main,
@@ -239,6 +315,15 @@ class Trainer:
         )
         records = []
         try:
+            pending = self._missing_evaluation(log)
+            trains = self.start_epoch < self.max_epoch  # the last epoch is always evaluated
+            if self.evaluator is not None and self.prepare_evaluation is not None and (trains or pending):
+                self.prepare_evaluation()
+            if pending:
+                records.append(self._evaluate_missing(log))
+            elif not trains:
+                logger.info("nothing to do: all %d epochs are trained and evaluated (%s)", self.max_epoch,
+                            log.epochs_path)
             for epoch in range(self.start_epoch, self.max_epoch):
                 record = self.train_one_epoch(epoch, log)
                 if is_period_epoch(epoch, self.checkpoint_period, self.max_epoch):
@@ -251,6 +336,34 @@ class Trainer:
         finally:
             log.close()
         return records
+
+    def _missing_evaluation(self, log: RunLog) -> bool:
+        """Whether the epoch restored from the checkpoint was due an evaluation that was never logged (rank
+        0 reads the log; every rank gets its answer)."""
+        from slowfast_det.engine.distributed import broadcast_object
+
+        epoch = self.start_epoch - 1
+        if self.evaluator is None or epoch < 0 or not is_period_epoch(epoch, self.eval_period, self.max_epoch):
+            return False
+        missing = False
+        if self.ctx.is_main:
+            record = log.epoch_record(epoch)
+            missing = record is None or not any(k.startswith("eval/") for k in record)
+        return bool(broadcast_object(missing))
+
+    def _evaluate_missing(self, log: RunLog) -> dict[str, Any]:
+        """Evaluate the restored epoch and log its record (rebuilt from ``train_iters.csv``)."""
+        assert self.evaluator is not None
+        epoch = self.start_epoch - 1
+        logger.warning(
+            "epoch %d is trained (%s) but its evaluation is not in %s (it failed or was interrupted): "
+            "evaluating it now", epoch + 1, checkpoint_path(self.output_dir, epoch).name, log.epochs_path,
+        )
+        record = log.epoch_record(epoch) or log.epoch_record_from_iters(epoch) or {"epoch": epoch}
+        metrics = self.evaluator(self.model, epoch) or {}
+        record.update({f"eval/{k}": v for k, v in metrics.items()})
+        log.replace_epoch(record)
+        return record
 
     def train_one_epoch(self, epoch: int, log: RunLog) -> dict[str, Any]:
         """One pass over the training loader; returns ``{"epoch", "loss", "lr", "time_s", "iters"}``."""

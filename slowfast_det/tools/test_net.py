@@ -5,10 +5,14 @@ Examples::
     slowfast-test --cfg CFG.yaml TEST.CHECKPOINT_FILE_PATH model.pyth OUTPUT_DIR runs/test
     torchrun --nproc_per_node=4 -m slowfast_det.tools.test_net --cfg CFG.yaml
 
-Writes ``OUTPUT_DIR/detections.csv`` (one row per box and label-map class), ``OUTPUT_DIR/groundtruth.csv``
-and ``OUTPUT_DIR/metrics.json``; prints mAP and per-class AP. The label map, ground truth and exclusion files
-are ``AVA.LABEL_MAP_FILE``, ``AVA.GROUNDTRUTH_FILE`` and ``AVA.EXCLUSION_FILE`` under ``AVA.ANNOTATION_DIR``.
-By default the current official evaluator's semantics apply and the exclusion file is not used;
+Writes ``OUTPUT_DIR/detections.csv`` (one row per box and label-map class) and ``OUTPUT_DIR/groundtruth.csv``,
+then evaluates and writes ``OUTPUT_DIR/metrics.json``; prints mAP and per-class AP. Non-finite (NaN) scores
+stop the run with a message naming the checkpoint, the first video and keyframe and how many scores are
+affected; ``--allow-nonfinite`` writes them out and evaluates without them.
+
+The label map, ground truth and exclusion files are ``AVA.LABEL_MAP_FILE``, ``AVA.GROUNDTRUTH_FILE`` and
+``AVA.EXCLUSION_FILE`` under ``AVA.ANNOTATION_DIR``; the label map's class ids must be model classes (at most
+``MODEL.NUM_CLASSES``). By default the current official evaluator's semantics apply and the exclusion file is not used;
 ``--use-exclusions`` evaluates as the earlier official release with ``-e EXCLUSION_FILE``.
 """
 
@@ -31,6 +35,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="evaluate as the earlier official evaluator with -e AVA.EXCLUSION_FILE (default: current evaluator)",
     )
+    parser.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="write NaN/infinite scores out (as nan) and evaluate without them, instead of stopping (default)",
+    )
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -44,7 +53,9 @@ def main(args: argparse.Namespace) -> None:
     from slowfast_det.engine.tester import format_results
 
     cfg = load_config(args.cfg, args.opts)
-    out = test_from_config(cfg, use_exclusions=args.use_exclusions, progress=not args.no_progress)
+    out = test_from_config(
+        cfg, use_exclusions=args.use_exclusions, allow_nonfinite=args.allow_nonfinite, progress=not args.no_progress
+    )
     if out is not None:
         print(format_results(out))
 
