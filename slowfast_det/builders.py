@@ -276,12 +276,12 @@ def weights_kwargs(cfg: CfgNode) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# video detection (slowfast_det.pipeline / detector / tracking)
+# video detection (slowfast_det.pipeline.detector / detector / tracking)
 # ---------------------------------------------------------------------------------------------------------
 
 
 def video_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
-    """Config-driven keyword arguments of ``slowfast_det.pipeline.VideoActionDetector`` (model and detector
+    """Config-driven keyword arguments of ``slowfast_det.pipeline.detector.VideoActionDetector`` (model and detector
     aside): clip sampling (``DATA.NUM_FRAMES``, ``DATA.SAMPLING_RATE`` at ``DATA.TARGET_FPS``), test resize
     (``DATA.TEST_CROP_SIZE``), normalisation (``DATA.MEAN``/``STD``, ``AVA.BGR``), pathways
     (``SLOWFAST.ALPHA`` for ``MODEL.ARCH`` slowfast) and the score activation (``MODEL.HEAD_ACT``)."""
@@ -303,7 +303,7 @@ def video_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
 
 
 def person_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
-    """Default detectron2 config and weights of ``slowfast_det.detector.PersonDetector``
+    """Default detectron2 config and weights of ``slowfast_det.detection.person.PersonDetector``
     (``DEMO.DETECTRON2_CFG``, ``DEMO.DETECTRON2_WEIGHTS``); command-line flags override them."""
     return {"config": cfg.DEMO.DETECTRON2_CFG, "weights": cfg.DEMO.DETECTRON2_WEIGHTS}
 

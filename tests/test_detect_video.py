@@ -26,13 +26,13 @@ from ava_tools.labelmap import AVA_V22_ALL, bundled_labelmap_path, load_bundled_
 from slowfast_det.config import load_config
 from slowfast_det.data.clips import pack_pathways
 from slowfast_det.data.transforms import preprocess_clip_test
-from slowfast_det.detector import PersonDetector
-from slowfast_det.export import ACTION_COLUMNS
+from slowfast_det.detection.person import PersonDetector
 from slowfast_det.models import build_model
-from slowfast_det.pipeline import OutputOptions, VideoActionDetector, run_videos
-from slowfast_det.render import render_size
-from slowfast_det.streaming import ClipStream, clip_offsets
+from slowfast_det.pipeline.detector import OutputOptions, VideoActionDetector, run_videos
+from slowfast_det.pipeline.tables import ACTION_COLUMNS
 from slowfast_det.tools.detect_video import get_args_parser, main
+from slowfast_det.video.render import render_size
+from slowfast_det.video.stream import ClipStream, clip_offsets
 
 # a small, real detectron2 Faster R-CNN: R18-FPN on 96-pixel inputs
 DETECTOR_OPTS = [

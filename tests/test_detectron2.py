@@ -1,4 +1,4 @@
-"""detectron2 v0.6 (Python-only install) imports through slowfast_det.compat and runs Faster R-CNN for real."""
+"""detectron2 v0.6 (Python-only install) imports through slowfast_det.detection.compat and runs Faster R-CNN."""
 
 from __future__ import annotations
 

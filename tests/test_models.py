@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from slowfast_det.builders import model_kwargs
 from slowfast_det.config import ConfigError, get_default_config, load_config
-from slowfast_det.inference import FusedConv3d, optimize_for_inference
 from slowfast_det.models import RoIHead, SlowFast, build_model, freeze_bn
+from slowfast_det.models.fused import FusedConv3d, optimize_for_inference
 
 REPO = Path(__file__).resolve().parents[1]
 AVA_R101 = REPO / "configs/AVA/SLOWFAST_32x2_R101_50_50.yaml"

@@ -25,11 +25,9 @@ __all__ = [
     "all_gather_objects",
     "all_reduce_sum",
     "barrier",
-    "broadcast_object",
     "get_rank",
     "get_world_size",
     "init_distributed",
-    "is_main_process",
     "shutdown_distributed",
 ]
 
@@ -132,10 +130,6 @@ def get_world_size() -> int:
     return dist.get_world_size() if _active() else 1
 
 
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
 def barrier() -> None:
     """Wait for every process (no-op for a single process)."""
     if _active():
@@ -162,12 +156,3 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s ``obj`` on every process."""
-    if not _active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]

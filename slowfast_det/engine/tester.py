@@ -7,7 +7,7 @@ Steps (:func:`run_test`):
 2. :func:`gather_predictions` collects every process's rows; rows of a sample seen twice are kept once and
    rows are put in dataset order, so the table is the same on 1 or K processes.
 3. Rank 0 writes ``detections.csv`` (one row per box and per class of the label map,
-   :func:`slowfast_det.export.detections_frame`) and ``groundtruth.csv`` (the ground-truth rows evaluated),
+   :func:`slowfast_det.pipeline.tables.detections_frame`) and ``groundtruth.csv`` (the ground-truth rows evaluated),
    evaluates with ``ava_tools.evaluate`` and writes ``metrics.json``.
 
 Evaluation semantics: without an exclusion file, the current official ActivityNet evaluator (only keyframes
@@ -36,7 +36,7 @@ from tqdm import tqdm
 from ava_tools import atomic
 from ava_tools.atomic import atomic_output
 from slowfast_det.engine.distributed import DistContext, all_gather_objects
-from slowfast_det.export import detections_frame, write_detections_csv
+from slowfast_det.pipeline.tables import detections_frame, write_detections_csv
 
 __all__ = [
     "EvaluationOutput",

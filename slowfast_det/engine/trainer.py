@@ -185,7 +185,7 @@ class Trainer:
         Raises:
             ValueError: the file is not a training checkpoint (no optimizer state or epoch).
         """
-        from slowfast_det.checkpoint import load_checkpoint, restore_rng_state
+        from slowfast_det.checkpoint.loading import load_checkpoint, restore_rng_state
 
         state = load_checkpoint(Path(path))
         missing = [k for k in ("model_state", "optimizer_state", "epoch") if state.get(k) is None]

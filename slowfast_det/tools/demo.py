@@ -4,7 +4,7 @@ Steps (each leaves ``OUT/markers/<step>.json``; a rerun with the same parameters
 
 1. ``synth``: generate a small SynthAVA (:mod:`ava_tools.synth`) under ``OUT/synth``;
 2. ``detector``: fine-tune a small Detectron2 Faster R-CNN person detector from scratch
-   (:mod:`slowfast_det.detector_training`), report COCO AP/AP50 (pycocotools) and export its boxes
+   (:mod:`slowfast_det.detection.training`), report COCO AP/AP50 (pycocotools) and export its boxes
    (``annotations/ava_detection_{train,val}_boxes_and_labels.csv``);
 3. ``train_slowfast`` / ``train_slow``: train a tiny SlowFast and a Slow-only model with the project's trainer
    (``configs/synth/SLOWFAST_16x4_R50_TINY.yaml``, ``SLOW_4x16_R50_TINY.yaml``);
@@ -122,7 +122,7 @@ def _synth_step(
 
 
 def _detector_step(data: Path, out: Path, s: DemoSettings) -> dict[str, Any]:
-    from slowfast_det import detector_training as dt
+    from slowfast_det.detection import training as dt
 
     params = dt.DetectorParams(max_iter=s.detector_iters, seed=s.seed)
     trained = dt.train_detector(data, out, params=params)

@@ -53,7 +53,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], allow_abbrev=False,
         epilog="Keyframe clips are sampled by time at the model's 30 fps whatever the video's frame rate: see "
-               "slowfast_det.streaming for the exact rule.",
+               "slowfast_det.video.stream for the exact rule.",
     )
     add_common_arguments(parser)
     parser.add_argument("inputs", nargs="+", help="video files, folders of videos, or glob patterns")
@@ -93,7 +93,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
     run.add_argument("--batch-size", type=int, default=4, help="keyframes per detector call and SlowFast forward")
     run.add_argument("--no-optimize", action="store_true",
-                     help="run the plain model instead of slowfast_det.inference.optimize_for_inference (BN folded, "
+                     help="run the plain model instead of slowfast_det.models.fused.optimize_for_inference (BN folded, "
                           "fused oneDNN convs; same outputs to float rounding)")
     run.add_argument("--tracker-iou", type=float, default=0.3, help="IoU needed to continue a track")
     run.add_argument("--tracker-max-age", type=int, default=3, help="keyframes a lost person can be re-found in")
@@ -120,12 +120,12 @@ def main(args: argparse.Namespace) -> int:
     from ava_tools.labelmap import AVA_V22_ALL, AvaFormatError, load_bundled_labelmap, read_labelmap
     from slowfast_det.builders import person_detector_kwargs, video_detector_kwargs
     from slowfast_det.checkpoint import CheckpointError, load_weights
+    from slowfast_det.checkpoint.cache import WeightsError, resolve_weights
     from slowfast_det.config import ConfigError, load_config
-    from slowfast_det.detector import DetectorError, PersonDetector
-    from slowfast_det.inference import optimize_for_inference
+    from slowfast_det.detection.person import DetectorError, PersonDetector
     from slowfast_det.models import build_model
-    from slowfast_det.pipeline import OutputOptions, VideoActionDetector, run_videos
-    from slowfast_det.weights import WeightsError, resolve_weights
+    from slowfast_det.models.fused import optimize_for_inference
+    from slowfast_det.pipeline.detector import OutputOptions, VideoActionDetector, run_videos
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = not args.no_progress

@@ -2,13 +2,13 @@
 
 :class:`VideoActionDetector` runs one video (:meth:`~VideoActionDetector.run`):
 
-1. :class:`slowfast_det.streaming.ClipStream` decodes the video once, streaming, and yields each keyframe
+1. :class:`slowfast_det.video.stream.ClipStream` decodes the video once, streaming, and yields each keyframe
    (every ``stride`` seconds from ``start``) with its clip sampled by time at the model's 30 fps (the rule is
    in that module), every clip frame resized once to the test short side by
    :func:`slowfast_det.data.transforms.resize_frames` (``cv2.INTER_LINEAR``, PySlowFast's test resize);
-2. keyframes are grouped in batches of ``batch_size``; the detector (:class:`slowfast_det.detector.PersonDetector`)
-   finds the people of a whole batch in one call;
-3. the tracker (:class:`slowfast_det.tracking.IoUTracker`) gives each box a person id, keyframe by keyframe;
+2. keyframes are grouped in batches of ``batch_size``; the detector
+   (:class:`slowfast_det.detection.person.PersonDetector`) finds the people of a whole batch in one call;
+3. the tracker (:class:`slowfast_det.pipeline.tracking.IoUTracker`) gives each box a person id, keyframe by keyframe;
 4. the clips of the batch (with at least one person) go through SlowFast in one forward: pixels normalised
    by :func:`slowfast_det.data.transforms.normalize_to_clip`, boxes mapped exactly as PySlowFast's test
    loader maps its predicted-box CSV (normalised -> pixels of the frame, clipped, scaled by the resize
@@ -16,7 +16,7 @@
    logits through ``MODEL.HEAD_ACT`` (sigmoid for AVA).
 
 Memory does not grow with the video's length: at most ``batch_size`` finished clips plus the clips still being
-filled by the stream (see :mod:`slowfast_det.streaming`) are held, each T frames at the test size plus one
+filled by the stream (see :mod:`slowfast_det.video.stream`) are held, each T frames at the test size plus one
 full-size keyframe; results are a few numbers per person and keyframe.
 
 :func:`run_videos` runs many videos into an output folder with per-video outputs written atomically,
@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from slowfast_det import export
 from slowfast_det.boxes import BoxMode, clip, convert
 from slowfast_det.data.clips import pack_pathways
 from slowfast_det.data.transforms import (
@@ -51,10 +50,12 @@ from slowfast_det.data.transforms import (
     short_side_scale,
     short_side_scale_size,
 )
-from slowfast_det.detector import PersonDetector
-from slowfast_det.render import RenderBox, RenderKeyframe, render_video
-from slowfast_det.streaming import ClipStream, KeyframeClip, VideoDecodeError, as_fraction, probe_video
-from slowfast_det.tracking import IoUTracker
+from slowfast_det.detection.person import PersonDetector
+from slowfast_det.pipeline import tables
+from slowfast_det.pipeline.tracking import IoUTracker
+from slowfast_det.video.probe import VideoDecodeError, probe_video
+from slowfast_det.video.render import RenderBox, RenderKeyframe, render_video
+from slowfast_det.video.stream import ClipStream, KeyframeClip, as_fraction
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -126,10 +127,10 @@ class VideoResult:
     stats: dict[str, Any]
 
     def table(self, *, class_names: dict[int, str], threshold: float, topk: int | None = None) -> Any:
-        """The per-person action table (:func:`slowfast_det.export.person_actions_frame`)."""
+        """The per-person action table (:func:`slowfast_det.pipeline.tables.person_actions_frame`)."""
         persons = [(k.time, p) for k in self.keyframes for p in k.persons]
         num_classes = persons[0][1].scores.shape[0] if persons else 1
-        return export.person_actions_frame(
+        return tables.person_actions_frame(
             video_id=self.video_id,
             timestamps=np.asarray([round(float(t), 6) for t, _ in persons], dtype=np.float64),
             person_ids=np.asarray([p.person_id for _, p in persons], dtype=np.int64),
@@ -165,7 +166,7 @@ class VideoActionDetector:
         target_fps: frame rate the sampling rate refers to (30 as AVA).
         device: torch device of the model.
         batch_size: keyframes per detector call and per SlowFast forward.
-        tracker_iou, tracker_max_age: :class:`slowfast_det.tracking.IoUTracker` settings.
+        tracker_iou, tracker_max_age: :class:`slowfast_det.pipeline.tracking.IoUTracker` settings.
     """
 
     def __init__(
@@ -545,12 +546,12 @@ def run_videos(
                 table = result.table(class_names=options.class_names, threshold=options.action_threshold,
                                      topk=options.topk)
                 if options.format == "csv":
-                    export.write_actions_csv(paths["table"], table)
+                    tables.write_actions_csv(paths["table"], table)
                 else:
-                    export.set_default_permissions(
-                        export.write_detections_csv(paths["table"], export.actions_to_ava_frame(table)))
+                    tables.set_default_permissions(
+                        tables.write_detections_csv(paths["table"], tables.actions_to_ava_frame(table)))
                 if "json" in paths:
-                    export.write_json_atomic(_json_document(result, options), paths["json"])
+                    tables.write_json_atomic(_json_document(result, options), paths["json"])
                 result.timings["write"] = time.perf_counter() - tic
                 if "render" in paths:
                     tic = time.perf_counter()

@@ -9,11 +9,11 @@ pip refuses even ``pip download`` of it (its ``all`` extra names a direct-URL de
 3. extracts only ``detectron2/`` (safe extraction, no path escapes) and installs it as the ``detectron2``
    distribution, version 0.6, without the C++ extension (``pip install --no-deps --no-build-isolation``).
 
-Faster R-CNN needs none of the C++ ops (it uses torchvision's nms/roi_align); ``slowfast_det.compat`` supplies
+Faster R-CNN needs none of the C++ ops (it uses torchvision's nms/roi_align); ``slowfast_det.detection.compat`` supplies
 the two shims v0.6 needs on a current stack. The alternative route on machines with internet is the official
 build from source: ``pip install 'git+https://github.com/facebookresearch/detectron2.git@v0.6'``.
 
-Usage: ``python -m slowfast_det.install_detectron2 [--sdist FILE] [--python PY] [--force]``.
+Usage: ``python -m slowfast_det.detection.install [--sdist FILE] [--python PY] [--force]``.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def main(args: argparse.Namespace) -> int:
     except InstallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print("detectron2 0.6 (Python only) installed; C++ ops are replaced by slowfast_det.compat's stand-in")
+    print("detectron2 0.6 (Python only) installed; C++ ops are replaced by slowfast_det.detection.compat's stand-in")
     return 0
 
 

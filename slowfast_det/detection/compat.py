@@ -6,7 +6,7 @@ only when needed:
 * Pillow >= 10 removed ``PIL.Image.LINEAR``, which detectron2 v0.6 uses as a default argument at import time;
   it is aliased to ``PIL.Image.BILINEAR`` (the same filter; upstream later made the same change).
 * ``detectron2.layers`` imports the C++ extension ``detectron2._C``. When the real extension is absent (the
-  Python-only install of ``slowfast_det.install_detectron2``), a stand-in module is registered whose every
+  Python-only install of ``slowfast_det.detection.install``), a stand-in module is registered whose every
   attribute raises :class:`MissingDetectron2Op`, naming the op and how to get the official build. Faster R-CNN
   uses none of these ops (torchvision provides nms and roi_align), so it runs unchanged; rotated boxes,
   deformable convs and the fast COCO evaluator do not. With the real extension installed nothing is replaced.
@@ -56,7 +56,7 @@ def _install_extension_stub() -> None:
     parent = importlib.util.find_spec("detectron2")
     if parent is None:
         raise ImportError(
-            "detectron2 is not installed. Run `make detectron2` (or `python -m slowfast_det.install_detectron2`) "
+            "detectron2 is not installed. Run `make detectron2` (or `python -m slowfast_det.detection.install`) "
             f"to install v0.6 from the PyPI sdist pb1-detectron2, or {_OFFICIAL_BUILD}"
         )
     if importlib.util.find_spec("detectron2._C") is not None:
