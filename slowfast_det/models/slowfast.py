@@ -328,9 +328,9 @@ def build_model(cfg: object) -> SlowFast:
     """The model a config describes (``MODEL.ARCH``, ``RESNET.*``, ``SLOWFAST.*``, ``NONLOCAL.*``,
     ``DETECTION.*``, ``BN.*``), randomly initialised as PySlowFast does; load weights with
     ``slowfast_det.checkpoint.loading.load_weights``."""
-    from slowfast_det.builders import model_kwargs
+    from slowfast_det import builders
 
-    return SlowFast(**model_kwargs(cfg))
+    return builders.build_model(cfg)
 
 
 def count_gflops(model: nn.Module, inputs: Sequence[object]) -> float:

@@ -35,13 +35,13 @@ from typing import Any
 
 from ava_tools.atomic import write_json_atomic
 from ava_tools.cli import add_common_arguments, run_cli
+from slowfast_det.configs import CONFIG_ROOT
 
 __all__ = ["DemoSettings", "cli", "get_args_parser", "main", "run_demo", "MODELS"]
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "configs" / "synth"
+CONFIG_DIR = CONFIG_ROOT / "synth"
 # demo name -> config file under configs/synth
 MODELS: dict[str, str] = {"slowfast": "SLOWFAST_16x4_R50_TINY.yaml", "slow": "SLOW_4x16_R50_TINY.yaml"}
 MARKER_VERSION = 1

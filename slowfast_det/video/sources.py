@@ -23,7 +23,7 @@ import numpy as np
 from ava_tools.video_io import open_video
 from slowfast_det.video.probe import VideoInfo, decode_packets, frame_time, probe_video, zero_time
 
-__all__ = ["FileSource", "FrameSource", "SeekOvershoot", "SourceFrame", "iter_frames"]
+__all__ = ["FileSource", "FrameSource", "PyAVFrame", "SeekOvershoot", "SourceFrame", "iter_frames"]
 
 # Missing frames tolerated before a stream counts as truncated: max(_TRUNC_MIN_FRAMES, _TRUNC_FRACTION x count)
 # (edit lists and B-frame priming can hide a few frames of the announced count).
@@ -35,30 +35,42 @@ class SeekOvershoot(Exception):
     """Seeking landed after the wanted time (imprecise index): the consumer should read from the start."""
 
 
-class SourceFrame:
-    """One decoded frame and its time; pixels are made on demand.
+class SourceFrame(ABC):
+    """One frame and its time; pixels are made on demand (a consumer converts only the frames it needs).
 
     Attributes:
         time: seconds on the video clock (exact).
     """
 
-    __slots__ = ("_frame", "_rotation", "time")
+    __slots__ = ("time",)
 
-    def __init__(self, frame: av.VideoFrame, time: Fraction, rotation: int) -> None:
-        self._frame = frame
-        self._rotation = rotation
+    def __init__(self, time: Fraction) -> None:
         self.time = time
 
+    @abstractmethod
     def to_ndarray(self, format: str = "bgr24") -> np.ndarray:
-        """(H, W, 3) uint8 array in ``format`` (``bgr24`` or ``rgb24``), upright (display rotation applied)."""
-        array: np.ndarray = self._frame.to_ndarray(format=format)
-        if self._rotation:
-            array = np.ascontiguousarray(np.rot90(array, k=self._rotation // 90))
-        return array
+        """(H, W, 3) uint8 array in ``format`` (``bgr24`` or ``rgb24``), upright."""
 
     def bgr(self) -> np.ndarray:
         """(H, W, 3) uint8 BGR array, upright."""
         return self.to_ndarray("bgr24")
+
+
+class PyAVFrame(SourceFrame):
+    """A decoded PyAV frame; the display rotation is applied on conversion."""
+
+    __slots__ = ("_frame", "_rotation")
+
+    def __init__(self, frame: av.VideoFrame, time: Fraction, rotation: int) -> None:
+        super().__init__(time)
+        self._frame = frame
+        self._rotation = rotation
+
+    def to_ndarray(self, format: str = "bgr24") -> np.ndarray:
+        array: np.ndarray = self._frame.to_ndarray(format=format)
+        if self._rotation:
+            array = np.ascontiguousarray(np.rot90(array, k=self._rotation // 90))
+        return array
 
 
 class FrameSource(ABC):
@@ -132,7 +144,7 @@ class FileSource(FrameSource):
                     if previous is not None and t <= previous:
                         continue  # a repeated or out-of-order timestamp: the earlier frame stays on screen
                     previous = t
-                    yield SourceFrame(frame, t, rotation)
+                    yield PyAVFrame(frame, t, rotation)
             finally:
                 self.packets_skipped = counter[0]
 
