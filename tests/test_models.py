@@ -112,7 +112,7 @@ def test_mismatched_model_name_and_arch_is_a_config_error() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# PySlowFast layout (facts from PySlowFast's model builder, see the field notes, section 5)
+# PySlowFast layout (facts from PySlowFast's model builder, slowfast/models/video_model_builder.py)
 # ---------------------------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 :func:`c2_to_pytorch_name` maps a blob of PySlowFast's Caffe2 checkpoints (``res4_5_branch2b_bn_s``,
 ``t_pool1_subsample_w``, ``nonlocal_conv4_6_theta_w``, ``pred_w``...) to the parameter or buffer name of
 :class:`slowfast_det.models.SlowFast`; :func:`pytorch_to_c2_name` is its inverse (it needs the stage depths to
-name the last fast block of a stage). See ``../shared/field-notes.md`` section 5 for the naming scheme.
+name the last fast block of a stage). The scheme is PySlowFast's
+(https://github.com/facebookresearch/SlowFast/blob/main/slowfast/utils/c2_model_loading.py).
 """
 
 from __future__ import annotations
