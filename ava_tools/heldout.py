@@ -46,7 +46,7 @@ from ava_tools.labelmap import AvaFormatError, LabelMap, read_labelmap
 
 __all__ = ["ACTIONS_CSV_COLUMNS", "HeldoutScore", "score_heldout", "score_synth_heldout"]
 
-#: Columns of ``detect-video``'s ``<name>.actions.csv`` (``slowfast_det.export.ACTION_COLUMNS``).
+#: Columns of ``detect-video``'s ``<name>.actions.csv`` (``slowfast_det.pipeline.tables.ACTION_COLUMNS``).
 ACTIONS_CSV_COLUMNS = [
     "video_id", "timestamp", "person_id", "x1", "y1", "x2", "y2", "detector_score", "action_id", "action_name",
     "score",

@@ -65,7 +65,8 @@ from PIL import Image, ImageDraw
 
 from ava_tools.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from ava_tools.cli import add_common_arguments, run_cli
-from ava_tools.prepare import DONE_MARKER, frame_file_name, prepare
+from ava_tools.prepare import DONE_MARKER, prepare
+from ava_tools.timeline import frame_file_name
 from ava_tools.video_io import write_mp4
 
 __all__ = [

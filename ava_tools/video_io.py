@@ -29,7 +29,7 @@ __all__ = [
 class VideoDecodeError(UserError, RuntimeError):
     """A video cannot be used: missing, unreadable, no video stream, corrupt, too short, or a frame not decodable.
 
-    The message names the file. :mod:`slowfast_det.video` raises this class too.
+    The message names the file. :mod:`slowfast_det.video.reader` raises this class too.
     """
 
 

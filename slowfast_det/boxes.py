@@ -12,7 +12,6 @@ Conversions are pure arithmetic on float arrays and work on numpy arrays and tor
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,32 +57,3 @@ def clip(boxes: Any, mode: BoxMode, *, width: float = 1.0, height: float = 1.0) 
         out[:, [0, 2]] = out[:, [0, 2]].clamp(0.0, hi_x)
         out[:, [1, 3]] = out[:, [1, 3]].clamp(0.0, hi_y)
     return out
-
-
-@dataclass(frozen=True)
-class Boxes:
-    """(N, 4) boxes with their mode and the frame size they refer to.
-
-    Attributes:
-        data: (N, 4) float array or tensor, ``x1, y1, x2, y2``.
-        mode: coordinate mode of ``data``.
-        width, height: frame size in pixels (needed for ABS_XYXY and for conversions).
-    """
-
-    data: Any
-    mode: BoxMode
-    width: float
-    height: float
-
-    def to(self, mode: BoxMode) -> Boxes:
-        """The same boxes in ``mode``."""
-        return Boxes(convert(self.data, self.mode, mode, width=self.width, height=self.height), mode,
-                     self.width, self.height)
-
-    def resized(self, width: float, height: float) -> Boxes:
-        """The same boxes on the frame resized to ``width`` x ``height`` (pixels scale, normalised stay)."""
-        norm = self.to(BoxMode.NORM_XYXY)
-        return Boxes(norm.data, BoxMode.NORM_XYXY, width, height).to(self.mode)
-
-    def __len__(self) -> int:
-        return int(self.data.shape[0])

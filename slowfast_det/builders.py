@@ -3,13 +3,78 @@
 Library classes and functions take plain keyword arguments and never read a config. Each ``*_kwargs(cfg)``
 function below returns exactly the keyword arguments of one constructor, so a reader sees in one file which
 config key drives which argument.
+
+**Places to plug in.** Models and datasets are chosen through two registries, not if-chains:
+
+* ``MODEL.ARCH`` -> a model builder ``fn(cfg) -> nn.Module``, registered with ``@register_model("arch")``;
+* ``TRAIN.DATASET`` / ``TEST.DATASET`` -> a dataset builder ``fn(cfg, split) -> Dataset``, registered with
+  ``@register_dataset("name")``.
+
+A new backbone (say X3D) or dataset (say AVA-Kinetics) is a new module with a class that takes keyword
+arguments, plus, in this file, one ``*_kwargs(cfg)`` function and one registered builder; nothing else changes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from yacs.config import CfgNode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MODEL_BUILDERS: dict[str, Callable[[CfgNode], Any]] = {}
+"""``MODEL.ARCH`` -> ``fn(cfg) -> nn.Module``."""
+DATASET_BUILDERS: dict[str, Callable[[CfgNode, str], Any]] = {}
+"""``TRAIN.DATASET`` / ``TEST.DATASET`` -> ``fn(cfg, split) -> torch.utils.data.Dataset``."""
+
+
+def register_model(*archs: str) -> Callable[[F], F]:
+    """Decorator: ``fn(cfg)`` builds the model of each ``MODEL.ARCH`` in ``archs``."""
+
+    def add(fn: F) -> F:
+        for arch in archs:
+            if arch in MODEL_BUILDERS:
+                raise ValueError(f"MODEL.ARCH {arch!r} is registered twice")
+            MODEL_BUILDERS[arch] = fn
+        return fn
+
+    return add
+
+
+def register_dataset(*names: str) -> Callable[[F], F]:
+    """Decorator: ``fn(cfg, split)`` builds the dataset named ``TRAIN.DATASET`` / ``TEST.DATASET``."""
+
+    def add(fn: F) -> F:
+        for name in names:
+            if name in DATASET_BUILDERS:
+                raise ValueError(f"dataset {name!r} is registered twice")
+            DATASET_BUILDERS[name] = fn
+        return fn
+
+    return add
+
+
+def _lookup(registry: dict[str, Any], key: str, value: str) -> Any:
+    from slowfast_det.config import ConfigError
+
+    try:
+        return registry[value]
+    except KeyError:
+        raise ConfigError(f"{key} {value!r} has no builder (registered: {', '.join(sorted(registry))})") from None
+
+
+def build_model(cfg: CfgNode) -> Any:
+    """The model of ``MODEL.ARCH`` (randomly initialised as PySlowFast does); load weights with
+    :func:`slowfast_det.checkpoint.load_weights`."""
+    return _lookup(MODEL_BUILDERS, "MODEL.ARCH", cfg.MODEL.ARCH)(cfg)
+
+
+def build_dataset(cfg: CfgNode, split: str) -> Any:
+    """The dataset of ``TRAIN.DATASET`` (split "train") or ``TEST.DATASET`` (other splits) for ``split``."""
+    key = "TRAIN.DATASET" if split == "train" else "TEST.DATASET"
+    name = cfg.TRAIN.DATASET if split == "train" else cfg.TEST.DATASET
+    return _lookup(DATASET_BUILDERS, key, str(name).lower())(cfg, split)
 
 # ---------------------------------------------------------------------------------------------------------
 # models (slowfast_det.models)
@@ -17,6 +82,14 @@ from yacs.config import CfgNode
 
 # PySlowFast picks the class by MODEL.MODEL_NAME and the kernels/pools by MODEL.ARCH; these pairs exist.
 _MODEL_ARCHS = {"SlowFast": "slowfast", "ResNet": "slow"}
+
+
+@register_model("slowfast", "slow")
+def _build_slowfast(cfg: CfgNode) -> Any:
+    """``slowfast_det.models.SlowFast(**model_kwargs(cfg))`` (ARCH slowfast: two pathways; slow: Slow-only)."""
+    from slowfast_det.models.slowfast import SlowFast
+
+    return SlowFast(**model_kwargs(cfg))
 
 
 def model_kwargs(cfg: CfgNode) -> dict[str, Any]:
@@ -132,7 +205,8 @@ def dataset_kwargs(cfg: CfgNode, split: str) -> dict[str, Any]:
     }
 
 
-def build_dataset(cfg: CfgNode, split: str) -> Any:
+@register_dataset("ava")
+def _build_ava_dataset(cfg: CfgNode, split: str) -> Any:
     """``slowfast_det.data.AvaDataset(**dataset_kwargs(cfg, split))``."""
     from slowfast_det.data import AvaDataset
 
@@ -276,12 +350,12 @@ def weights_kwargs(cfg: CfgNode) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# video detection (slowfast_det.pipeline / detector / tracking)
+# video detection (slowfast_det.pipeline.detector / detector / tracking)
 # ---------------------------------------------------------------------------------------------------------
 
 
 def video_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
-    """Config-driven keyword arguments of ``slowfast_det.pipeline.VideoActionDetector`` (model and detector
+    """Config-driven keyword arguments of ``slowfast_det.pipeline.detector.VideoActionDetector`` (model and detector
     aside): clip sampling (``DATA.NUM_FRAMES``, ``DATA.SAMPLING_RATE`` at ``DATA.TARGET_FPS``), test resize
     (``DATA.TEST_CROP_SIZE``), normalisation (``DATA.MEAN``/``STD``, ``AVA.BGR``), pathways
     (``SLOWFAST.ALPHA`` for ``MODEL.ARCH`` slowfast) and the score activation (``MODEL.HEAD_ACT``)."""
@@ -303,10 +377,14 @@ def video_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
 
 
 def person_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
-    """Default detectron2 config and weights of ``slowfast_det.detector.PersonDetector``
-    (``DEMO.DETECTRON2_CFG``, ``DEMO.DETECTRON2_WEIGHTS``); command-line flags override them."""
-    return {"config": cfg.DEMO.DETECTRON2_CFG, "weights": cfg.DEMO.DETECTRON2_WEIGHTS}
+    """Default detectron2 config, weights and score threshold of ``slowfast_det.detection.person.PersonDetector``
+    (``DEMO.DETECTRON2_CFG``, ``DEMO.DETECTRON2_WEIGHTS``, ``DEMO.DETECTRON2_THRESH``); command-line flags
+    override them."""
+    return {
+        "config": cfg.DEMO.DETECTRON2_CFG,
+        "weights": cfg.DEMO.DETECTRON2_WEIGHTS,
+        "score_threshold": cfg.DEMO.DETECTRON2_THRESH,
+    }
 
 
-__all__: list[str] = []
-_unused: tuple[Any, ...] = (CfgNode,)
+__all__ = ["DATASET_BUILDERS", "MODEL_BUILDERS", "build_dataset", "build_model", "register_dataset", "register_model"]

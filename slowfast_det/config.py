@@ -54,29 +54,23 @@ def get_default_config() -> CfgNode:
 
     c.BN = CfgNode()
     c.BN.USE_PRECISE_STATS = False
-    c.BN.NUM_BATCHES_PRECISE = 200
     c.BN.WEIGHT_DECAY = 0.0
     c.BN.NORM_TYPE = "batchnorm"  # "batchnorm" or "sync_batchnorm"
     c.BN.FREEZE = False  # ours: keep BN statistics and affine parameters fixed while training
 
     c.TRAIN = CfgNode()
-    c.TRAIN.ENABLE = True
-    c.TRAIN.DATASET = "kinetics"
+    c.TRAIN.DATASET = "ava"  # ours: a key of slowfast_det.builders.DATASET_BUILDERS (PySlowFast: kinetics)
     c.TRAIN.BATCH_SIZE = 64  # global batch over all processes
     c.TRAIN.EVAL_PERIOD = 10
     c.TRAIN.CHECKPOINT_PERIOD = 10
     c.TRAIN.AUTO_RESUME = True
     c.TRAIN.CHECKPOINT_FILE_PATH = ""
-    c.TRAIN.CHECKPOINT_TYPE = "pytorch"
-    c.TRAIN.CHECKPOINT_EPOCH_RESET = False
     c.TRAIN.MIXED_PRECISION = False
 
     c.TEST = CfgNode()
-    c.TEST.ENABLE = True
-    c.TEST.DATASET = "kinetics"
+    c.TEST.DATASET = "ava"  # ours, as TRAIN.DATASET
     c.TEST.BATCH_SIZE = 8
     c.TEST.CHECKPOINT_FILE_PATH = ""
-    c.TEST.CHECKPOINT_TYPE = "pytorch"
 
     c.RESNET = CfgNode()
     c.RESNET.TRANS_FUNC = "bottleneck_transform"
@@ -111,7 +105,6 @@ def get_default_config() -> CfgNode:
     c.SLOWFAST.FUSION_KERNEL_SZ = 5
 
     c.DATA = CfgNode()
-    c.DATA.PATH_TO_DATA_DIR = ""
     c.DATA.NUM_FRAMES = 8
     c.DATA.SAMPLING_RATE = 8
     c.DATA.TRAIN_PCA_EIGVAL = [0.225, 0.224, 0.229]
@@ -127,7 +120,6 @@ def get_default_config() -> CfgNode:
     c.DATA.TRAIN_CROP_SIZE = 224
     c.DATA.TEST_CROP_SIZE = 256
     c.DATA.TARGET_FPS = 30
-    c.DATA.DECODING_BACKEND = "pyav"
     c.DATA.RANDOM_FLIP = True
 
     c.SOLVER = CfgNode()
@@ -135,8 +127,6 @@ def get_default_config() -> CfgNode:
     c.SOLVER.LR_POLICY = "cosine"  # "cosine", "steps_with_relative_lrs", "constant"
     c.SOLVER.COSINE_END_LR = 0.0
     c.SOLVER.COSINE_AFTER_WARMUP = False
-    c.SOLVER.GAMMA = 0.1
-    c.SOLVER.STEP_SIZE = 1
     c.SOLVER.STEPS = []
     c.SOLVER.LRS = []
     c.SOLVER.MAX_EPOCH = 300
@@ -155,7 +145,6 @@ def get_default_config() -> CfgNode:
 
     c.NUM_GPUS = 1
     c.NUM_SHARDS = 1
-    c.SHARD_ID = 0
     c.OUTPUT_DIR = "./tmp"
     c.RNG_SEED = 1
     c.LOG_PERIOD = 10
@@ -193,12 +182,12 @@ def get_default_config() -> CfgNode:
     c.AVA.VIDEO_DIR = ""  # ours: decode clips from `{VIDEO_DIR}/{video_id}.*` instead of JPEG frames
 
     c.DEMO = CfgNode()
-    c.DEMO.ENABLE = False
     c.DEMO.DETECTRON2_CFG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
     c.DEMO.DETECTRON2_WEIGHTS = (
         "detectron2://COCO-Detection/faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl"
     )
-    c.DEMO.DETECTRON2_THRESH = 0.9
+    # ours: 0.8, as AVA.DETECTION_SCORE_THRESH of PySlowFast's AVA configs (its demo default is 0.9)
+    c.DEMO.DETECTRON2_THRESH = 0.8
 
     c.TENSORBOARD = CfgNode()
     c.TENSORBOARD.ENABLE = False
@@ -209,7 +198,10 @@ def get_default_config() -> CfgNode:
 # PySlowFast keys that are accepted and ignored (listed at load time). Exact dotted names.
 IGNORED_KEYS: frozenset[str] = frozenset(
     """
-    BN.NUM_SPLITS BN.NUM_SYNC_DEVICES
+    BN.NUM_SPLITS BN.NUM_SYNC_DEVICES BN.NUM_BATCHES_PRECISE
+    TRAIN.ENABLE TEST.ENABLE DEMO.ENABLE SHARD_ID
+    TRAIN.CHECKPOINT_TYPE TEST.CHECKPOINT_TYPE TRAIN.CHECKPOINT_EPOCH_RESET
+    DATA.PATH_TO_DATA_DIR DATA.DECODING_BACKEND SOLVER.GAMMA SOLVER.STEP_SIZE
     TRAIN.CHECKPOINT_INFLATE TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN
     TEST.NUM_ENSEMBLE_VIEWS TEST.NUM_SPATIAL_CROPS TEST.SAVE_RESULTS_PATH
     RESNET.INPLACE_RELU
@@ -338,7 +330,14 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict[str, 
     """Return [(mapping, source)] from the deepest ``_BASE_`` to ``path`` itself."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        if seen:
+            raise ConfigError(f"config file {path} does not exist (named by _BASE_ in {seen[-1]})")
+        from slowfast_det import configs
+
+        try:
+            return _read_yaml(configs.path(str(path)), seen)
+        except UserError as exc:
+            raise ConfigError(f"config file {path} does not exist, and there is {exc}") from None
     if path.resolve() in seen:
         raise ConfigError(f"{path}: _BASE_ cycle through {[str(p) for p in seen]}")
     try:
@@ -379,7 +378,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> CfgNode:
     """Load a slowfast_det or PySlowFast YAML file over the defaults, apply overrides, freeze.
 
     Args:
-        path: YAML file (may name a ``_BASE_`` file).
+        path: YAML file (may name a ``_BASE_`` file), or the name of a shipped config
+            (``"AVA/SLOWFAST_32x2_R101_50_50"``, :mod:`slowfast_det.configs`).
         overrides: ``KEY VALUE`` pairs applied after the file, values parsed as Python literals.
     Raises:
         ConfigError: unknown key (with the closest valid one), wrong type, unreadable file.

@@ -70,7 +70,7 @@ def outputs(model: nn.Module) -> Tensor:
 
 @pytest.mark.parametrize(
     ("blob", "name"),
-    [  # PySlowFast's naming (field notes, section 5)
+    [  # PySlowFast's naming (slowfast/utils/c2_model_loading.py)
         ("conv1_w", "s1.pathway0_stem.conv.weight"),
         ("res_conv1_w", "s1.pathway0_stem.conv.weight"),
         ("res_conv1_bn_s", "s1.pathway0_stem.bn.weight"),

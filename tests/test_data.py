@@ -537,7 +537,7 @@ def test_ava_frame_list_mapping(tmp_path: Path) -> None:
 
 def test_video_and_frames_give_the_same_clip(tmp_path: Path) -> None:
     from ava_tools.video_io import decode_rgb_frames, write_mp4
-    from slowfast_det.video import decode_frames_at, extraction_timeline, frame_pts
+    from slowfast_det.video.reader import decode_frames_at, extraction_timeline, frame_pts
 
     rng = np.random.default_rng(0)
     n = 105  # 3.5 s at 30 fps

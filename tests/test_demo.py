@@ -11,7 +11,7 @@ import pytest
 from ava_tools.evaluate import evaluate
 from ava_tools.synth import SYNTH_CLASSES, generate
 from slowfast_det.config import load_config
-from slowfast_det.detector_training import write_groundtruth_boxes
+from slowfast_det.detection.training import write_groundtruth_boxes
 from slowfast_det.engine import launch
 from slowfast_det.tools import demo
 

@@ -36,13 +36,13 @@ from ava_tools.labelmap import AVA_V22_ALL, bundled_labelmap_path, load_bundled_
 from slowfast_det.config import load_config
 from slowfast_det.data.clips import pack_pathways
 from slowfast_det.data.transforms import preprocess_clip_test
-from slowfast_det.detector import PersonDetector
-from slowfast_det.export import ACTION_COLUMNS
+from slowfast_det.detection.person import PersonDetector
 from slowfast_det.models import build_model
-from slowfast_det.pipeline import OutputOptions, VideoActionDetector, run_videos
-from slowfast_det.render import render_size
-from slowfast_det.streaming import ClipStream, clip_offsets
+from slowfast_det.pipeline.detector import OutputOptions, VideoActionDetector, run_videos
+from slowfast_det.pipeline.tables import ACTION_COLUMNS
 from slowfast_det.tools.detect_video import get_args_parser, main
+from slowfast_det.video.render import render_size
+from slowfast_det.video.stream import ClipStream, clip_offsets
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -764,13 +764,13 @@ def test_a_video_locked_by_another_run_is_left_to_it(
 
 _RENDER = """
 import sys
-from slowfast_det.render import render_video
+from slowfast_det.video.render import render_video
 render_video(sys.argv[1], sys.argv[2], [], hold=0.5)
 """
 
 
 def test_temporary_render_of_a_killed_run_is_removed(bikes_mp4: Path, tmp_path: Path) -> None:
-    from slowfast_det.render import render_video
+    from slowfast_det.video.render import render_video
 
     dst = tmp_path / "renders" / "bikes.mp4"
     dst.parent.mkdir()

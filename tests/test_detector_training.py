@@ -12,7 +12,7 @@ import torch
 
 from ava_tools.io import read_predicted_boxes
 from ava_tools.synth import generate
-from slowfast_det import detector_training as dt
+from slowfast_det.detection import training as dt
 
 TINY = dict(videos=3, seconds=6, seed=3, width=128, height=96, progress=False)
 PARAMS = dt.DetectorParams(max_iter=20, base_lr=0.01, warmup_iters=2, ims_per_batch=2, seed=0)

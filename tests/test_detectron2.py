@@ -1,4 +1,4 @@
-"""detectron2 v0.6 (Python-only install) runs Faster R-CNN for real: on its own and through slowfast_det.compat."""
+"""detectron2 v0.6 (Python-only install) runs Faster R-CNN for real: alone and through slowfast_det.detection.compat."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from slowfast_det import compat
+from slowfast_det.detection import compat
 
 
 def test_import_of_slowfast_det_is_cheap() -> None:
@@ -112,20 +112,22 @@ import numpy as np
 import torch
 torch.set_num_threads(1)
 import slowfast_det, ava_tools
-from slowfast_det import compat
+from slowfast_det.detection import compat
 compat.import_detectron2()
 for package in (slowfast_det, ava_tools):  # every module of the project, as the console scripts import them
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        importlib.import_module(info.name)
-from slowfast_det.detector import PersonDetector
+        if not info.name.endswith(".__main__"):  # `python -m` entry points run when imported
+            importlib.import_module(info.name)
+from slowfast_det.detection.person import PersonDetector
 detector = PersonDetector(weights=None, opts=["INPUT.MIN_SIZE_TEST", "136"], score_threshold=0.0)
 detector([np.load(sys.argv[1])])
 # the filters are narrow: the same messages attributed to the project's modules still show
 warnings.warn_explicit("pkg_resources is deprecated as an API (ours)", UserWarning, "detector.py", 1,
-                       module="slowfast_det.detector")
+                       module="slowfast_det.detection.person")
 warnings.warn_explicit("`torch.jit.script` is deprecated (ours)", FutureWarning, "pipeline.py", 2,
-                       module="slowfast_det.pipeline")
-warnings.warn_explicit("our own deprecation", DeprecationWarning, "compat.py", 3, module="slowfast_det.compat")
+                       module="slowfast_det.pipeline.detector")
+warnings.warn_explicit("our own deprecation", DeprecationWarning, "compat.py", 3,
+                       module="slowfast_det.detection.compat")
 print("DONE")
 """
 

@@ -16,7 +16,7 @@ import torch
 from test_train_test import make_synth, run_tool, write_config
 
 from slowfast_det.checkpoint import load_checkpoint
-from slowfast_det.export import AVA_DETECTION_COLUMNS
+from slowfast_det.pipeline.tables import AVA_DETECTION_COLUMNS
 from slowfast_det.tools import test_net, train_net
 
 REPO = Path(__file__).resolve().parents[1]

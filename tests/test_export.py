@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slowfast_det.export import AVA_DETECTION_COLUMNS, detections_frame
+from slowfast_det.pipeline.tables import AVA_DETECTION_COLUMNS, detections_frame
 
 
 def test_rows_per_box_and_class() -> None:

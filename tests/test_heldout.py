@@ -1,8 +1,8 @@
 """Held-out scoring of detect-video's per-person CSV against the generator's truth, with known answers.
 
 The predictions are written by the project's own writer of detect-video tables
-(:func:`slowfast_det.export.person_actions_frame` + :func:`~slowfast_det.export.write_actions_csv`, with the
-timestamps ``VideoResult.table`` gives them); the truth is a real SynthAVA (or a hand-made file in its format).
+(:func:`slowfast_det.pipeline.tables.person_actions_frame` + :func:`~slowfast_det.pipeline.tables.write_actions_csv`,
+with the timestamps ``VideoResult.table`` gives them); the truth is a real SynthAVA (or a hand-made file in its format).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from ava_tools.heldout import score_heldout, score_synth_heldout
 from ava_tools.labelmap import AvaFormatError
 from ava_tools.synth import SYNTH_CLASSES, generate, write_label_map
-from slowfast_det.export import person_actions_frame, write_actions_csv
+from slowfast_det.pipeline.tables import person_actions_frame, write_actions_csv
 
 Person = tuple[int, tuple[float, float, float, float], dict[int, float]]  # id, box, {action id: score}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from slowfast_det import install_detectron2 as inst
+from slowfast_det.detection import install as inst
 
 REPO = Path(__file__).resolve().parents[1]
 _V06_TRANSFORM = b"class T:\n    def __init__(self, src_rect, output_size, interp=Image.LINEAR, fill=0):\n"
@@ -271,7 +271,7 @@ def v06_tree(rebuilt_sdist: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 _COMPAT_SCRIPT = """
 import sys
 sys.path.insert(0, {repo!r})
-from slowfast_det import compat
+from slowfast_det.detection import compat
 compat.patch()
 import detectron2._C as C
 from detectron2 import model_zoo
@@ -284,7 +284,7 @@ print("REAL", compat.has_real_extension(), getattr(C, "get_compiler_version")())
 def test_compat_serves_an_install_without_the_standin(v06_tree: Path, tmp_path: Path) -> None:
     assert not (v06_tree / "detectron2" / "_C.py").exists()
     code = _COMPAT_SCRIPT.format(repo=str(REPO), tree=str(v06_tree))
-    code += "import slowfast_det.detectron2_ext_standin as s; assert sys.modules['detectron2._C'] is s\n"
+    code += "import slowfast_det.detection.ext_standin as s; assert sys.modules['detectron2._C'] is s\n"
     result = _run_without_slowfast_det(code, v06_tree, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "REAL False none (Python-only detectron2 install" in result.stdout

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from slowfast_det.builders import model_kwargs
 from slowfast_det.config import ConfigError, get_default_config, load_config
-from slowfast_det.inference import FusedConv3d, optimize_for_inference
 from slowfast_det.models import RoIHead, SlowFast, build_model, freeze_bn
+from slowfast_det.models.fused import FusedConv3d, optimize_for_inference
 
 REPO = Path(__file__).resolve().parents[1]
 AVA_R101 = REPO / "configs/AVA/SLOWFAST_32x2_R101_50_50.yaml"
@@ -112,7 +112,7 @@ def test_mismatched_model_name_and_arch_is_a_config_error() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# PySlowFast layout (facts from PySlowFast's model builder, see the field notes, section 5)
+# PySlowFast layout (facts from PySlowFast's model builder, slowfast/models/video_model_builder.py)
 # ---------------------------------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from slowfast_det.render import (
+from slowfast_det.video.render import (
     RenderBox,
     RenderKeyframe,
     contact_sheet_path,

@@ -12,13 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from slowfast_det.streaming import (
-    ClipStream,
-    VideoDecodeError,
-    clip_offsets,
-    displayed_frame_index,
-    probe_video,
-)
+from slowfast_det.video.probe import VideoDecodeError, probe_video
+from slowfast_det.video.stream import ClipStream, clip_offsets, displayed_frame_index
 
 BITS = 10  # frame indices up to 1023
 GRID = (2, 5)  # block rows x cols holding the bits, most significant first

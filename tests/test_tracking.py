@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slowfast_det.tracking import IoUTracker, pairwise_iou
+from slowfast_det.pipeline.tracking import IoUTracker, pairwise_iou
 
 
 def _box(cx: float, cy: float, w: float = 0.2, h: float = 0.4) -> list[float]:

@@ -30,8 +30,8 @@ from slowfast_det.engine.launch import load_initial_weights
 from slowfast_det.engine.loader import SeededSamples, ShardedSampler, build_loader, set_loader_epoch
 from slowfast_det.engine.tester import NonFiniteScoresError, Predictions, merge_predictions
 from slowfast_det.engine.trainer import detection_loss_sum, find_last_checkpoint
-from slowfast_det.export import AVA_DETECTION_COLUMNS, detections_frame, write_detections_csv
 from slowfast_det.models import build_model
+from slowfast_det.pipeline.tables import AVA_DETECTION_COLUMNS, detections_frame, write_detections_csv
 from slowfast_det.tools import test_net, train_net
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

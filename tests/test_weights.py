@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slowfast_det.weights import (
+from slowfast_det.checkpoint.cache import (
     DETECTRON2_URL_PREFIX,
     WeightsError,
     cache_path_for,

@@ -312,7 +312,7 @@ class AvaDataset(torch.utils.data.Dataset):
     def _timeline(self, video_idx: int) -> np.ndarray:
         timeline = self._timelines.get(video_idx)
         if timeline is None:
-            from slowfast_det.video import extraction_timeline
+            from slowfast_det.video.reader import extraction_timeline
 
             start, end = self.video_cut_sec
             timeline = extraction_timeline(
@@ -324,7 +324,8 @@ class AvaDataset(torch.utils.data.Dataset):
     def _video_frames(self, video_idx: int, indices: np.ndarray) -> list[np.ndarray]:
         import av
 
-        from slowfast_det.video import VideoClipReader, VideoDecodeError
+        from slowfast_det.video.probe import VideoDecodeError
+        from slowfast_det.video.reader import VideoClipReader
 
         if self._reader is not None and self._reader[2] != os.getpid():
             # inherited through fork (a DataLoader worker): never touch the parent's decoder here

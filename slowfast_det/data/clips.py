@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ava_tools.timeline import AVA_FPS, AVA_KEYFRAME_RANGE, AVA_START_SEC, keyframe_center_index
+
 __all__ = [
     "AVA_FPS",
     "AVA_FRAME_ORIGIN_SEC",
@@ -18,14 +20,7 @@ __all__ = [
     "slow_pathway_indices",
 ]
 
-AVA_FPS = 30
-AVA_FRAME_ORIGIN_SEC = 900  # the second shown by frame index 0 (AVA videos are cut at 900 s)
-AVA_KEYFRAME_RANGE = (902, 1798)  # inclusive: PySlowFast's AVA_VALID_FRAMES = range(902, 1799)
-
-
-def keyframe_center_index(second: int, *, origin_sec: int = AVA_FRAME_ORIGIN_SEC, fps: int = AVA_FPS) -> int:
-    """0-based frame-list index of the keyframe at ``second``: ``(second - origin_sec) * fps``."""
-    return (int(second) - int(origin_sec)) * int(fps)
+AVA_FRAME_ORIGIN_SEC = AVA_START_SEC  # the second shown by frame index 0 (ava_tools.timeline)
 
 
 def clip_frame_indices(center: int, *, num_frames: int, sampling_rate: int, video_frames: int) -> np.ndarray:

@@ -29,7 +29,6 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "init_distributed",
-    "is_main_process",
     "shutdown_distributed",
 ]
 
@@ -132,10 +131,6 @@ def get_world_size() -> int:
     return dist.get_world_size() if _active() else 1
 
 
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
 def barrier() -> None:
     """Wait for every process (no-op for a single process)."""
     if _active():
@@ -165,7 +160,7 @@ def all_gather_objects(obj: Any) -> list[Any]:
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s ``obj`` on every process."""
+    """Rank ``src``'s picklable ``obj`` on every process (``obj`` itself for a single process)."""
     if not _active():
         return obj
     box = [obj]

@@ -11,7 +11,7 @@ Steps (:func:`run_test`):
    scores are affected, unless ``allow_nonfinite`` (then they are written as ``nan`` and left out of the
    evaluation, with a warning).
 4. Rank 0 writes ``detections.csv`` (one row per box and per class of the label map,
-   :func:`slowfast_det.export.detections_frame`) and ``groundtruth.csv`` (the ground-truth rows evaluated)
+   :func:`slowfast_det.pipeline.tables.detections_frame`) and ``groundtruth.csv`` (the ground-truth rows evaluated)
    *before* evaluating, so a failing evaluation loses no computed work; then it evaluates with
    ``ava_tools.evaluate`` and writes ``metrics.json``.
 
@@ -46,7 +46,7 @@ from ava_tools import atomic
 from ava_tools.atomic import atomic_output
 from ava_tools.cli import UserError
 from slowfast_det.engine.distributed import DistContext, all_gather_objects
-from slowfast_det.export import detections_frame
+from slowfast_det.pipeline.tables import detections_frame
 
 if TYPE_CHECKING:
     from ava_tools.labelmap import LabelMap
@@ -305,7 +305,7 @@ def predictions_to_detections(
     preds: Predictions, labelmap: LabelMap, *, keyframe_stride: int = 1
 ) -> pd.DataFrame:
     """The AVA detection table of ``preds``: one row per box and label-map class, keyframes whose second is
-    a multiple of ``keyframe_stride`` only (:func:`slowfast_det.export.detections_frame`)."""
+    a multiple of ``keyframe_stride`` only (:func:`slowfast_det.pipeline.tables.detections_frame`)."""
     if keyframe_stride > 1:
         preds = preds.select(preds.timestamps % keyframe_stride == 0)
     return detections_frame(
@@ -486,7 +486,7 @@ def run_test(
     output_dir = Path(output_dir)
     if write_files:
         # computed work first: a failing evaluation must not lose the detections
-        # as slowfast_det.export.write_detections_csv, with NaN written as "nan" (the evaluator names it)
+        # as slowfast_det.pipeline.tables.write_detections_csv, with NaN written as "nan" (the evaluator names it)
         atomic.write_csv_atomic(detections, output_dir / "detections.csv", header=False, na_rep="nan")
         copy_groundtruth_csv(groundtruth_path, output_dir / "groundtruth.csv", keyframe_stride=keyframe_stride)
         logger.info("wrote %s and %s; evaluating", output_dir / "detections.csv", output_dir / "groundtruth.csv")

@@ -1,6 +1,6 @@
 """SlowFast / Slow video backbones with the AVA RoI head or the Kinetics clip head (PySlowFast-compatible).
 
-``build_model(cfg)`` builds the model a config describes; ``slowfast_det.checkpoint.load_weights`` loads
+``build_model(cfg)`` builds the model a config describes; ``slowfast_det.checkpoint.loading.load_weights`` loads
 PySlowFast (Caffe2 ``.pkl``, ``.pyth``) or slowfast_det checkpoints into it.
 """
 

@@ -327,10 +327,10 @@ def freeze_bn(model: nn.Module) -> nn.Module:
 def build_model(cfg: object) -> SlowFast:
     """The model a config describes (``MODEL.ARCH``, ``RESNET.*``, ``SLOWFAST.*``, ``NONLOCAL.*``,
     ``DETECTION.*``, ``BN.*``), randomly initialised as PySlowFast does; load weights with
-    ``slowfast_det.checkpoint.load_weights``."""
-    from slowfast_det.builders import model_kwargs
+    ``slowfast_det.checkpoint.loading.load_weights``."""
+    from slowfast_det import builders
 
-    return SlowFast(**model_kwargs(cfg))
+    return builders.build_model(cfg)
 
 
 def count_gflops(model: nn.Module, inputs: Sequence[object]) -> float:

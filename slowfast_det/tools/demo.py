@@ -4,7 +4,7 @@ Steps (each leaves ``OUT/markers/<step>.json``; a rerun with the same parameters
 
 1. ``synth``: generate a small SynthAVA (:mod:`ava_tools.synth`) under ``OUT/synth``;
 2. ``detector``: fine-tune a small Detectron2 Faster R-CNN person detector from scratch
-   (:mod:`slowfast_det.detector_training`), report COCO AP/AP50 (pycocotools) and export its boxes
+   (:mod:`slowfast_det.detection.training`), report COCO AP/AP50 (pycocotools) and export its boxes
    (``annotations/ava_detection_{train,val}_boxes_and_labels.csv``);
 3. ``train_slowfast`` / ``train_slow``: train a tiny SlowFast and a Slow-only model with the project's trainer
    (``configs/synth/SLOWFAST_16x4_R50_TINY.yaml``, ``SLOW_4x16_R50_TINY.yaml``);
@@ -35,13 +35,13 @@ from typing import Any
 
 from ava_tools.atomic import write_json_atomic
 from ava_tools.cli import add_common_arguments, run_cli
+from slowfast_det.configs import CONFIG_ROOT
 
 __all__ = ["DemoSettings", "cli", "get_args_parser", "main", "run_demo", "MODELS"]
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "configs" / "synth"
+CONFIG_DIR = CONFIG_ROOT / "synth"
 # demo name -> config file under configs/synth
 MODELS: dict[str, str] = {"slowfast": "SLOWFAST_16x4_R50_TINY.yaml", "slow": "SLOW_4x16_R50_TINY.yaml"}
 MARKER_VERSION = 1
@@ -122,7 +122,7 @@ def _synth_step(
 
 
 def _detector_step(data: Path, out: Path, s: DemoSettings) -> dict[str, Any]:
-    from slowfast_det import detector_training as dt
+    from slowfast_det.detection import training as dt
 
     params = dt.DetectorParams(max_iter=s.detector_iters, seed=s.seed)
     trained = dt.train_detector(data, out, params=params)

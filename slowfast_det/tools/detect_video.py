@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from ava_tools.cli import UserError, add_common_arguments, run_cli
 
 if TYPE_CHECKING:
-    from slowfast_det.pipeline import VideoActionDetector
+    from slowfast_det.pipeline.detector import VideoActionDetector
 
 __all__ = ["cli", "get_args_parser", "main"]
 
@@ -93,7 +93,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="detect-video", description=__doc__.splitlines()[0], allow_abbrev=False,
         epilog="Keyframe clips are sampled by time at the model's 30 fps whatever the video's frame rate: see "
-               "slowfast_det.streaming for the exact rule.",
+               "slowfast_det.video.stream for the exact rule.",
     )
     add_common_arguments(parser)
     parser.add_argument("inputs", nargs="+", help="video files, folders of videos, or glob patterns")
@@ -140,7 +140,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_positive_int, default=4,
                      help="keyframes per detector call and SlowFast forward")
     run.add_argument("--no-optimize", action="store_true",
-                     help="run the plain model instead of slowfast_det.inference.optimize_for_inference (BN folded, "
+                     help="run the plain model instead of slowfast_det.models.fused.optimize_for_inference (BN folded, "
                           "fused oneDNN convs; same outputs to float rounding)")
     run.add_argument("--tracker-iou", type=float, default=0.3, help="IoU needed to continue a track")
     run.add_argument("--tracker-max-age", type=int, default=3, help="keyframes a lost person can be re-found in")
@@ -202,7 +202,7 @@ def main(args: argparse.Namespace) -> int:
     """
     from fractions import Fraction
 
-    from slowfast_det.pipeline import check_output_folder, expand_inputs
+    from slowfast_det.pipeline.detector import check_output_folder, expand_inputs
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = not args.no_progress
@@ -225,10 +225,10 @@ def main(args: argparse.Namespace) -> int:
 
     from ava_tools.labelmap import AVA_V22_ALL, load_bundled_labelmap, read_labelmap
     from slowfast_det.builders import person_detector_kwargs
+    from slowfast_det.checkpoint.cache import cached_sha256, resolve_weights
     from slowfast_det.config import load_config
-    from slowfast_det.detector import load_detectron2_config
-    from slowfast_det.pipeline import OutputOptions, run_videos
-    from slowfast_det.weights import cached_sha256, resolve_weights
+    from slowfast_det.detection.person import load_detectron2_config
+    from slowfast_det.pipeline.detector import OutputOptions, run_videos
 
     cfg = load_config(args.config, args.opts)
     labels = read_labelmap(args.label_map) if args.label_map else load_bundled_labelmap(AVA_V22_ALL)
@@ -267,10 +267,10 @@ def main(args: argparse.Namespace) -> int:
 
         from slowfast_det.builders import video_detector_kwargs
         from slowfast_det.checkpoint import load_weights
-        from slowfast_det.detector import PersonDetector
-        from slowfast_det.inference import optimize_for_inference
+        from slowfast_det.detection.person import PersonDetector
         from slowfast_det.models import build_model
-        from slowfast_det.pipeline import VideoActionDetector
+        from slowfast_det.models.fused import optimize_for_inference
+        from slowfast_det.pipeline.detector import VideoActionDetector
 
         try:
             model: torch.nn.Module = build_model(cfg)

@@ -83,10 +83,10 @@ def run_child(spec: dict) -> dict:
 
     from slowfast_det.builders import video_detector_kwargs
     from slowfast_det.config import load_config
-    from slowfast_det.detector import PersonDetector
-    from slowfast_det.inference import optimize_for_inference
+    from slowfast_det.detection.person import PersonDetector
     from slowfast_det.models import build_model
-    from slowfast_det.pipeline import OutputOptions, VideoActionDetector, run_videos
+    from slowfast_det.models.fused import optimize_for_inference
+    from slowfast_det.pipeline.detector import OutputOptions, VideoActionDetector, run_videos
 
     torch.manual_seed(0)
     cfg = load_config(spec["config"], spec.get("overrides", []))

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from slowfast_det.config import load_config
-from slowfast_det.inference import optimize_for_inference
 from slowfast_det.models import build_model, count_gflops
+from slowfast_det.models.fused import optimize_for_inference
 
 AVA_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "AVA"
 CPU_DEFAULT = ["SLOWFAST_32x2_R50", "SLOW_4x16_R50"]

@@ -53,7 +53,7 @@ from scipy import stats
 from ava_tools.atomic import write_json_atomic
 from ava_tools.synth import SYNTH_CLASSES, generate
 from slowfast_det.config import load_config
-from slowfast_det.detector_training import write_groundtruth_boxes
+from slowfast_det.detection.training import write_groundtruth_boxes
 from slowfast_det.engine import launch
 from slowfast_det.models import build_model, count_gflops
 from slowfast_det.tools import demo

@@ -93,7 +93,7 @@ def write_detections_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> P
 
 
 # ---------------------------------------------------------------------------------------------------------
-# per-person action tables of detect-video (slowfast_det.pipeline)
+# per-person action tables of detect-video (slowfast_det.pipeline.detector)
 # ---------------------------------------------------------------------------------------------------------
 
 __all__ += ["ACTION_COLUMNS", "actions_to_ava_frame", "person_actions_frame", "write_actions_csv", "write_json_atomic",

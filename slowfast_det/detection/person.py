@@ -2,7 +2,7 @@
 
 :class:`PersonDetector` builds a detectron2 model from a detectron2 config (a model-zoo name such as
 ``COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml`` or a YAML file, plus ``KEY VALUE`` overrides) and loads its
-weights (a local file or a URL, see :mod:`slowfast_det.weights`). Pre-processing is detectron2's own
+weights (a local file or a URL, see :mod:`slowfast_det.checkpoint.cache`). Pre-processing is detectron2's own
 ``DefaultPredictor`` recipe: ``ResizeShortestEdge(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST)`` on the BGR
 uint8 frame, channels as ``INPUT.FORMAT``; several frames go through one forward. Only the person class
 (``person_class``: 0 in COCO and in one-class person detectors) with score >= ``score_threshold`` is kept.
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ava_tools.cli import UserError
-from slowfast_det import compat
-from slowfast_det.weights import resolve_weights
+from slowfast_det.checkpoint.cache import resolve_weights
+from slowfast_det.detection import compat
 
 __all__ = [
     "DEFAULT_DETECTOR_CONFIG",
@@ -101,7 +101,7 @@ class PersonDetector:
         opts: detectron2 ``KEY VALUE`` overrides (e.g. ``["INPUT.MIN_SIZE_TEST", "400"]``).
         device: torch device (``cpu``, ``cuda``, ``cuda:1``).
         batch_size: frames per forward.
-        cache_dir: download cache for URL weights (default :func:`slowfast_det.weights.default_cache_dir`).
+        cache_dir: download cache for URL weights (default :func:`slowfast_det.checkpoint.cache.default_cache_dir`).
         progress: show a download progress bar.
     """
 

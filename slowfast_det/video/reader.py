@@ -1,7 +1,7 @@
-"""PyAV decoding primitives: probe a video, list its frame timestamps, decode chosen frames by seeking.
+"""Random access into a video file: list its frame timestamps, decode chosen frames by seeking.
 
-Times are seconds on the video's own clock measured from the container start (``pts * time_base -
-start_time``), as :mod:`ava_tools.prepare` measures them. Frames come back as (H, W, 3) BGR uint8 arrays
+Times are seconds on the clock of :mod:`slowfast_det.video.probe` (``pts * time_base - start_time``), as
+:mod:`ava_tools.prepare` measures them. Frames come back as (H, W, 3) BGR uint8 arrays
 (OpenCV's layout, what :func:`cv2.imdecode` returns for a JPEG), converted through RGB24 exactly as the
 frames that ``ava_tools.prepare`` writes.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,84 +22,18 @@ import av.container
 import av.video.stream
 import numpy as np
 
-from ava_tools.video_io import VideoDecodeError, open_video
+from ava_tools.video_io import open_video
+from slowfast_det.video.probe import VideoDecodeError, VideoInfo, probe_video
 
 __all__ = [
     "VideoClipReader",
-    "VideoDecodeError",
-    "VideoInfo",
     "decode_frames_at",
     "decode_frames_by_pts",
     "extraction_timeline",
     "frame_pts",
-    "probe_video",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What :func:`probe_video` finds without decoding.
-
-    Attributes:
-        path: the file.
-        width, height: frame size in pixels.
-        time_base: seconds per pts unit of the video stream.
-        start_time: container start in seconds (subtracted from every frame time).
-        frame_rate: nominal frames per second (FFmpeg's guessed rate, as ``ava_tools.prepare`` uses).
-        duration: container duration in seconds (None if unknown).
-        single_stream: the file holds only the video stream (changes FFmpeg's frame-rate conversion).
-    """
-
-    path: Path
-    width: int
-    height: int
-    time_base: Fraction
-    start_time: Fraction
-    frame_rate: Fraction
-    duration: Fraction | None
-    single_stream: bool
-
-    def pts_to_time(self, pts: int) -> Fraction:
-        """Exact time in seconds (from the container start) of a frame with this pts."""
-        return Fraction(pts) * self.time_base - self.start_time
-
-    def time_to_pts(self, seconds: float | Fraction) -> int:
-        """The pts (stream time base) of a time, rounded down."""
-        return int((Fraction(seconds) + self.start_time) // self.time_base)
-
-
-def _info(
-    path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream
-) -> VideoInfo:
-    rate = stream.guessed_rate or stream.average_rate or stream.base_rate
-    if not rate or stream.time_base is None:
-        raise VideoDecodeError(f"{path}: video stream without frame rate or time base")
-    start = Fraction(container.start_time or 0, av.time_base)
-    duration = Fraction(container.duration, av.time_base) if container.duration else None
-    return VideoInfo(
-        path=path,
-        width=int(stream.codec_context.width),
-        height=int(stream.codec_context.height),
-        time_base=Fraction(stream.time_base),
-        start_time=start,
-        frame_rate=Fraction(rate),
-        duration=duration,
-        single_stream=len(container.streams) == 1,
-    )
-
-
-def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Size, clock and frame rate of a video's first video stream (no decoding).
-
-    Raises:
-        VideoDecodeError: missing file, not a media file, no video stream.
-    """
-    path = Path(path)
-    container, stream = open_video(path)
-    with container:
-        return _info(path, container, stream)
 
 
 def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: int) -> None:
@@ -117,9 +50,9 @@ def frame_pts(
         (F,) int64 array of distinct pts in the video stream's time base.
     """
     path = Path(path)
+    info = probe_video(path)
     container, stream = open_video(path)
     with container:
-        info = _info(path, container, stream)
         lo = None if start_sec is None else info.time_to_pts(Fraction(repr(float(start_sec))))
         hi = None if end_sec is None else info.time_to_pts(Fraction(repr(float(end_sec))))
         if lo is not None and lo > 0:
@@ -223,7 +156,7 @@ class VideoClipReader:
         # one thread by default: DataLoader workers already run in parallel, and no decoder threads means
         # nothing to break when a process forks
         self._stream.codec_context.thread_count = decode_threads
-        self.info = _info(self.path, self._container, self._stream)
+        self.info = probe_video(self.path)
         self._max_forward = int(Fraction(repr(float(max_forward_s))) / self.info.time_base)
         self._frames: Iterator[av.VideoFrame] | None = None
         self._position: int | None = None  # pts of the last frame decoded

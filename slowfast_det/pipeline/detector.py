@@ -2,13 +2,13 @@
 
 :class:`VideoActionDetector` runs one video (:meth:`~VideoActionDetector.run`):
 
-1. :class:`slowfast_det.streaming.ClipStream` decodes the video once, streaming, and yields each keyframe
+1. :class:`slowfast_det.video.stream.ClipStream` decodes the video once, streaming, and yields each keyframe
    (every ``stride`` seconds from ``start``) with its clip sampled by time at the model's 30 fps (the rule is
    in that module), every clip frame resized once to the test short side by
    :func:`slowfast_det.data.transforms.resize_frames` (``cv2.INTER_LINEAR``, PySlowFast's test resize);
-2. keyframes are grouped in batches of ``batch_size``; the detector (:class:`slowfast_det.detector.PersonDetector`)
-   finds the people of a whole batch in one call;
-3. the tracker (:class:`slowfast_det.tracking.IoUTracker`) gives each box a person id, keyframe by keyframe;
+2. keyframes are grouped in batches of ``batch_size``; the detector
+   (:class:`slowfast_det.detection.person.PersonDetector`) finds the people of a whole batch in one call;
+3. the tracker (:class:`slowfast_det.pipeline.tracking.IoUTracker`) gives each box a person id, keyframe by keyframe;
 4. the clips of the batch (with at least one person) go through SlowFast in one forward: pixels normalised
    by :func:`slowfast_det.data.transforms.normalize_to_clip`, boxes mapped exactly as PySlowFast's test
    loader maps its predicted-box CSV (normalised -> pixels of the frame, clipped, scaled by the resize
@@ -16,7 +16,7 @@
    logits through ``MODEL.HEAD_ACT`` (sigmoid for AVA).
 
 Memory does not grow with the video's length: at most ``batch_size`` finished clips plus the clips still being
-filled by the stream (see :mod:`slowfast_det.streaming`) are held, each T frames at the test size plus one
+filled by the stream (see :mod:`slowfast_det.video.stream`) are held, each T frames at the test size plus one
 full-size keyframe; results are a few numbers per person and keyframe.
 
 :func:`run_videos` runs many videos into an output folder with per-video outputs written atomically,
@@ -57,7 +57,6 @@ import torch
 from tqdm import tqdm
 
 from ava_tools.cli import UserError, version_string
-from slowfast_det import export
 from slowfast_det.boxes import BoxMode, clip, convert
 from slowfast_det.data.clips import pack_pathways
 from slowfast_det.data.transforms import (
@@ -68,10 +67,12 @@ from slowfast_det.data.transforms import (
     short_side_scale,
     short_side_scale_size,
 )
-from slowfast_det.detector import PersonDetector
-from slowfast_det.render import RenderBox, RenderKeyframe, contact_sheet_path, render_video
-from slowfast_det.streaming import ClipStream, KeyframeClip, VideoDecodeError, as_fraction, probe_video
-from slowfast_det.tracking import IoUTracker
+from slowfast_det.detection.person import PersonDetector
+from slowfast_det.pipeline import tables
+from slowfast_det.pipeline.tracking import IoUTracker
+from slowfast_det.video.probe import VideoDecodeError, probe_video
+from slowfast_det.video.render import RenderBox, RenderKeyframe, contact_sheet_path, render_video
+from slowfast_det.video.stream import ClipStream, KeyframeClip, as_fraction
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -156,10 +157,10 @@ class VideoResult:
     warnings: list[str] = field(default_factory=list)
 
     def table(self, *, class_names: dict[int, str], threshold: float, topk: int | None = None) -> Any:
-        """The per-person action table (:func:`slowfast_det.export.person_actions_frame`)."""
+        """The per-person action table (:func:`slowfast_det.pipeline.tables.person_actions_frame`)."""
         persons = [(k.time, p) for k in self.keyframes for p in k.persons]
         num_classes = persons[0][1].scores.shape[0] if persons else 1
-        return export.person_actions_frame(
+        return tables.person_actions_frame(
             video_id=self.video_id,
             timestamps=np.asarray([round(float(t), 6) for t, _ in persons], dtype=np.float64),
             person_ids=np.asarray([p.person_id for _, p in persons], dtype=np.int64),
@@ -195,7 +196,7 @@ class VideoActionDetector:
         target_fps: frame rate the sampling rate refers to (30 as AVA).
         device: torch device of the model.
         batch_size: keyframes per detector call and per SlowFast forward.
-        tracker_iou, tracker_max_age: :class:`slowfast_det.tracking.IoUTracker` settings.
+        tracker_iou, tracker_max_age: :class:`slowfast_det.pipeline.tracking.IoUTracker` settings.
         allow_nonfinite: write NaN/inf scores (as a warning) instead of failing the video.
         weights_name, detector_weights_name: how error messages name the SlowFast and detector weights.
     """
@@ -601,7 +602,7 @@ class OutputOptions:
         render: None, or where renders go: a ``.mp4`` path (one input video) or a folder (``<name>.mp4``);
             each render gets a contact sheet beside it (``<name>.contact.png``).
         render_short_side: render short side in pixels (None: the source size, sources with a short side
-            under :data:`slowfast_det.render.RENDER_MIN_SHORT_SIDE` upscaled to it).
+            under :data:`slowfast_det.video.render.RENDER_MIN_SHORT_SIDE` upscaled to it).
         action_threshold: smallest action score written.
         topk: at most this many actions per person (None: all above the threshold).
         class_names: ``{action id: name}`` (the label map).
@@ -993,18 +994,18 @@ def _write_outputs(result: VideoResult, video: Path, paths: dict[str, Path], met
     tic = time.perf_counter()
     table = result.table(class_names=options.class_names, threshold=options.action_threshold, topk=options.topk)
     if options.format == "csv":
-        export.write_actions_csv(paths["table"], table)
+        tables.write_actions_csv(paths["table"], table)
     else:
-        export.set_default_permissions(export.write_detections_csv(paths["table"], export.actions_to_ava_frame(table)))
+        tables.set_default_permissions(tables.write_detections_csv(paths["table"], tables.actions_to_ava_frame(table)))
     if "json" in paths:
-        export.write_json_atomic(_json_document(result, options), paths["json"])
+        tables.write_json_atomic(_json_document(result, options), paths["json"])
     result.timings["write"] = time.perf_counter() - tic
     if "render" in paths:
         tic = time.perf_counter()
         render_video(video, paths["render"], _render_keyframes(result, options), hold=stride / 2,
                      short_side=options.render_short_side)
         result.timings["render"] = time.perf_counter() - tic
-    export.write_json_atomic(
+    tables.write_json_atomic(
         {
             "format": _META_FORMAT,
             "settings": settings,

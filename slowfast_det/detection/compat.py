@@ -1,6 +1,6 @@
 """Compatibility shims that let detectron2 v0.6 import on a current stack, also when installed before they existed.
 
-``python -m slowfast_det.install_detectron2`` makes the installed detectron2 self-sufficient (it ships the
+``python -m slowfast_det.detection.install`` makes the installed detectron2 self-sufficient (it ships the
 ``_C`` stand-in and fixes the Pillow constant in its sources), so a user's own detectron2 script needs nothing
 from here. This module is what the project calls before importing detectron2 (:func:`patch`,
 :func:`import_detectron2`); each step acts only when needed, so it also covers detectron2 installs made before
@@ -9,7 +9,7 @@ the installer did this, and leaves the official build alone:
 * Pillow >= 10 removed ``PIL.Image.LINEAR``, which detectron2 v0.6 uses as a default argument at import time;
   it is aliased to ``PIL.Image.BILINEAR`` (the same filter; upstream made the same change after v0.6).
 * ``detectron2.layers`` imports the C++ extension ``detectron2._C``. Unless a compiled extension is found, the
-  module :mod:`slowfast_det.detectron2_ext_standin` is registered as ``detectron2._C`` (the same code the
+  module :mod:`slowfast_det.detection.ext_standin` is registered as ``detectron2._C`` (the same code the
   installer ships as ``detectron2/_C.py``; using our copy keeps :class:`MissingDetectron2Op` one class). Its
   every op raises :class:`MissingDetectron2Op`, naming the op and the README section. Faster R-CNN uses none
   of these ops (torchvision provides nms and roi_align); rotated boxes, deformable convs and the fast COCO
@@ -28,11 +28,11 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # at run time served by __getattr__ below, so importing this module stays free of torch
-    from slowfast_det.detectron2_ext_standin import MissingDetectron2Op
+    from slowfast_det.detection.ext_standin import MissingDetectron2Op
 
 __all__ = ["MissingDetectron2Op", "has_real_extension", "import_detectron2", "patch", "silence_third_party_warnings"]
 
-_STANDIN_MODULE = "slowfast_det.detectron2_ext_standin"
+_STANDIN_MODULE = "slowfast_det.detection.ext_standin"
 
 # (message regex, category, module regex the warning is attributed to): why each one is safe to hide.
 _THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
@@ -80,7 +80,7 @@ def _install_extension_stub() -> None:
     parent = importlib.util.find_spec("detectron2")
     if parent is None:
         raise ImportError(
-            "detectron2 is not installed. Run `make detectron2` (or `python -m slowfast_det.install_detectron2`) "
+            "detectron2 is not installed. Run `make detectron2` (or `python -m slowfast_det.detection.install`) "
             "to install v0.6 from the PyPI sdist pb1-detectron2; see the 'Detectron2' section of the README"
         )
     spec = importlib.util.find_spec("detectron2._C")

@@ -1,10 +1,9 @@
 """Streaming decode of a video into keyframe clips sampled by time, with bounded memory.
 
-**Clock.** A frame's time is ``pts x time_base - container start`` seconds (the container's ``start_time``;
-the stream's when the container gives none), the position a player shows and the clock of
-:mod:`slowfast_det.video`: the first frame of a normal MP4 is at 0.0 s. All times are exact
-:class:`fractions.Fraction` values, so a keyframe that falls exactly on a frame boundary is never moved by
-float rounding.
+**Source and clock.** Frames come from a :class:`~slowfast_det.video.sources.FrameSource` (a file path means
+:class:`~slowfast_det.video.sources.FileSource`), timed on the clock of :mod:`slowfast_det.video.probe`: the
+first frame of a normal MP4 is at 0.0 s. All times are exact :class:`fractions.Fraction` values, so a keyframe
+that falls exactly on a frame boundary is never moved by float rounding.
 
 **Keyframes.** ``start + k x stride`` for k = 0, 1, ... while the time is <= ``end`` (if given) and <= the
 time of the last frame (a keyframe after the last frame has no frame to show).
@@ -39,6 +38,7 @@ a stream that stops well before the length its container announces is a truncate
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -47,41 +47,27 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-import av
-import av.container
-import av.video.stream
 import numpy as np
 
-from ava_tools.video_io import open_video
-from slowfast_det.video import VideoDecodeError
+from slowfast_det.video.probe import VideoDecodeError, VideoInfo
+from slowfast_det.video.sources import FileSource, FrameSource, SeekOvershoot, SourceFrame
 
 __all__ = [
     "ClipStream",
     "KeyframeClip",
-    "VideoDecodeError",
-    "VideoInfo",
     "as_fraction",
     "clip_offsets",
     "displayed_frame_index",
-    "iter_frames",
     "keyframe_times",
-    "open_video",
-    "probe_video",
-    "stream_clips",
 ]
 
 logger = logging.getLogger(__name__)
 
-# Missing frames tolerated before a stream counts as truncated: max(_TRUNC_MIN_FRAMES, _TRUNC_FRACTION x count)
-# (edit lists and B-frame priming can hide a few frames of the announced count).
-_TRUNC_MIN_FRAMES = 2
 # A start later than this (s) seeks to 1 s before the first needed time instead of decoding from 0.
 _SEEK_MIN_S = 5
 _SEEK_MARGIN_S = 1
-_TRUNC_FRACTION = 0.01
 
 
 def as_fraction(value: float | int | str | Fraction) -> Fraction:
@@ -128,99 +114,6 @@ def displayed_frame_index(frame_times: list[Fraction], t: Fraction) -> int:
     return min(max(bisect.bisect_right(frame_times, t) - 1, 0), len(frame_times) - 1)
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the container says about a video (before decoding).
-
-    Attributes:
-        path: the file.
-        width, height: displayed frame size in pixels (after rotation).
-        rotation: counter-clockwise display rotation in degrees (0, 90, 180, 270).
-        average_fps: the container's average frame rate (None if unknown); informative only.
-        duration_s: stream duration in seconds, None if unknown.
-        num_frames: announced frame count, 0 if unknown.
-    """
-
-    path: Path
-    width: int
-    height: int
-    rotation: int
-    average_fps: float | None
-    duration_s: float | None
-    num_frames: int
-
-
-def _rotation_of(value: Any, path: Path) -> int:
-    degrees = int(round(float(value or 0))) % 360
-    if degrees % 90:
-        raise VideoDecodeError(f"{path}: display rotation {degrees} degrees is not a multiple of 90")
-    return degrees
-
-
-def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Open ``path`` and read its :class:`VideoInfo`; decodes the first frame for size and rotation.
-
-    Raises:
-        VideoDecodeError: not a media file, no video stream, or no decodable frame.
-    """
-    path = Path(path)
-    container, stream = open_video(path)
-    with container:
-        frame = next(_decode_frames(container, stream, path, counter=[0]), None)
-        if frame is None:
-            raise VideoDecodeError(f"{path}: no decodable video frame")
-        rotation = _rotation_of(getattr(frame, "rotation", 0), path)
-        w, h = frame.width, frame.height
-        if rotation in (90, 270):
-            w, h = h, w
-        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
-        rate = float(stream.average_rate) if stream.average_rate else None
-        return VideoInfo(path, w, h, rotation, rate, duration, int(stream.frames or 0))
-
-
-def _decode_frames(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    path: Path,
-    counter: list[int],
-) -> Iterator[av.VideoFrame]:
-    """Decode ``stream`` packet by packet; packets the decoder rejects are skipped and counted in counter[0]."""
-    try:
-        packets = container.demux(stream)
-        for packet in packets:
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                counter[0] += 1
-                continue
-            yield from frames  # type: ignore[misc]
-    except av.error.FFmpegError as exc:
-        raise VideoDecodeError(f"{path}: reading the file failed ({exc})") from exc
-
-
-def _zero_time(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction:
-    """Seconds of pts time shown as 0: the container's start (as players and ``slowfast_det.video``)."""
-    if container.start_time is not None:
-        return Fraction(container.start_time, av.time_base)
-    if stream.start_time is not None and stream.time_base is not None:
-        return stream.start_time * Fraction(stream.time_base)
-    return Fraction(0)
-
-
-def _frame_time(frame: av.VideoFrame, stream: av.video.stream.VideoStream, zero: Fraction,
-                previous: Fraction | None) -> Fraction:
-    """Seconds on the video clock; a frame without any timestamp comes one average period after the previous."""
-    pts = frame.pts if frame.pts is not None else frame.dts
-    if pts is None or stream.time_base is None:
-        rate = stream.average_rate or stream.guessed_rate or 30
-        return Fraction(0) if previous is None else previous + 1 / Fraction(rate)
-    return pts * Fraction(stream.time_base) - zero
-
-
-class _SeekOvershoot(Exception):
-    """Seeking landed after the wanted time (imprecise index): decode from the start instead."""
-
-
 @dataclass
 class KeyframeClip:
     """One keyframe and its clip.
@@ -261,7 +154,7 @@ class ClipStream:
     """Iterator of :class:`KeyframeClip` over one video (see the module docstring for every rule).
 
     Args:
-        path: the video file.
+        source: a :class:`~slowfast_det.video.sources.FrameSource`, or a video file path.
         num_frames: T, frames per clip (DATA.NUM_FRAMES).
         sampling_rate: r, in frames of ``target_fps`` (DATA.SAMPLING_RATE).
         stride: seconds between keyframes.
@@ -280,7 +173,7 @@ class ClipStream:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        source: FrameSource | str | os.PathLike[str],
         *,
         num_frames: int,
         sampling_rate: int,
@@ -292,7 +185,7 @@ class ClipStream:
         allow_truncated: bool = False,
         threads: int = 0,
     ) -> None:
-        self.path = Path(path)
+        self.source = source if isinstance(source, FrameSource) else FileSource(source)
         self.offsets = clip_offsets(num_frames, sampling_rate, target_fps)
         self.stride = as_fraction(stride)
         self.start = as_fraction(start)
@@ -314,7 +207,6 @@ class ClipStream:
         self.decode_seconds = 0.0
         self.last_frame_time: Fraction | None = None
         self.truncated = False
-        self._zero = Fraction(0)
         self._seeked = False
 
     def max_pending_clips(self) -> int:
@@ -322,42 +214,47 @@ class ClipStream:
         span = self.offsets[-1] - self.offsets[0]
         return int(span / self.stride) + 2
 
+    @property
+    def path(self) -> str:
+        """The source's name (a file path for files)."""
+        return self.source.name
+
     def __iter__(self) -> Iterator[KeyframeClip]:
-        self.info = probe_video(self.path)
         # with a late start, seek close to the first needed time instead of decoding everything before it
         seek_to = self.start + self.offsets[0] - _SEEK_MARGIN_S
-        for seek in ((seek_to,) if seek_to > _SEEK_MIN_S else ()) + (None,):
-            container, stream = open_video(self.path)
-            with container:
-                stream.thread_type = "AUTO"
-                stream.codec_context.thread_count = self.threads
-                try:
-                    yield from self._run(container, stream, seek)
-                    return
-                except _SeekOvershoot:
-                    logger.info("%s: seeking landed after %.3f s; decoding from the start", self.path, seek)
+        seeks: tuple[Fraction | None, ...] = (None,)
+        if self.source.seekable and seek_to > _SEEK_MIN_S:
+            seeks = (seek_to, None)
+        for seek in seeks:
+            try:
+                yield from self._run(seek)
+                return
+            except SeekOvershoot:
+                logger.info("%s: seeking landed after %.3f s; decoding from the start", self.path, seek)
 
-    def _run(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-             seek: Fraction | None) -> Iterator[KeyframeClip]:
-        """The decode loop; with ``seek``, starts from the key frame before that time (raises
-        :class:`_SeekOvershoot`, before yielding anything, if the first frame comes after it)."""
-        assert self.info is not None
+    def _run(self, seek: Fraction | None) -> Iterator[KeyframeClip]:
+        """The clip loop over the source's frames; with ``seek``, the source starts from the key frame before
+        that time (and raises :class:`SeekOvershoot`, before anything is yielded, if it lands after it)."""
         self.frames_decoded = self.frames_converted = self.max_frames_held = 0
         self._seeked = seek is not None
-        zero = self._zero = _zero_time(container, stream)
-        if seek is not None and stream.time_base is not None:
-            container.seek(int((seek + zero) / Fraction(stream.time_base)), stream=stream, backward=True)
-        rotation = self.info.rotation
+        frames = self.source.frames(seek, threads=self.threads)
+        try:
+            yield from self._clips(frames)
+        finally:
+            frames.close()  # closes the source's container even when the consumer stops early
+
+    def _clips(self, frames: Iterator[SourceFrame]) -> Iterator[KeyframeClip]:
+        tic = time.perf_counter()
+        first = next(frames, None)  # the source knows its info once it produced a frame (or failed)
+        self.info = self.source.info
         pending: deque[_Pending] = deque()
         times = keyframe_times(self.start, self.stride, self.end)
         next_time = next(times, None)
         next_index = 0
-        counter = [0]
-        prev: av.VideoFrame | None = None
+        prev: SourceFrame | None = None
         prev_time = Fraction(0)
-        tic = time.perf_counter()
 
-        def process(frame: av.VideoFrame, frame_time: Fraction, hi: Fraction | None) -> list[KeyframeClip]:
+        def process(frame: SourceFrame, frame_time: Fraction, hi: Fraction | None) -> list[KeyframeClip]:
             """Hand ``frame`` to the clips that need it. It is displayed on [frame_time, hi) (hi None: the
             last frame, shown forever). Clips take frames in order, so the first frame also serves every
             time before it (clamping)."""
@@ -381,9 +278,7 @@ class ClipStream:
                 if not count and not in_keyframe:
                     continue
                 if bgr is None:
-                    bgr = frame.to_ndarray(format="bgr24")
-                    if rotation:
-                        bgr = np.ascontiguousarray(np.rot90(bgr, k=rotation // 90))
+                    bgr = frame.bgr()
                     self.frames_converted += 1
                 if count and transformed is None:
                     transformed = self.frame_transform(bgr) if self.frame_transform is not None else bgr
@@ -401,12 +296,8 @@ class ClipStream:
                                          clip.keyframe_time))
             return done
 
-        for frame in _decode_frames(container, stream, self.path, counter):
-            t = _frame_time(frame, stream, zero, None if prev is None else prev_time)
-            if prev is None and seek is not None and t > seek:
-                raise _SeekOvershoot
-            if prev is not None and t <= prev_time:
-                continue  # a repeated or out-of-order timestamp: the earlier frame stays on screen
+        for frame in itertools.chain(() if first is None else (first,), frames):
+            t = frame.time
             self.frames_decoded += 1
             if prev is not None:
                 ready = process(prev, prev_time, t)
@@ -416,7 +307,7 @@ class ClipStream:
             prev, prev_time = frame, t
             if next_time is None and not pending:
                 break  # every keyframe up to `end` is done: the rest of the file is not needed
-        self.packets_skipped = counter[0]
+        self.packets_skipped = self.source.packets_skipped
         if prev is None:
             raise VideoDecodeError(
                 f"{self.path}: no decodable video frame"
@@ -425,79 +316,20 @@ class ClipStream:
         self.last_frame_time = prev_time
         ready = []
         if next_time is not None or pending:
-            self._check_truncation(stream)
+            self._check_truncation()
             ready = process(prev, prev_time, None)
         if self.packets_skipped:
             logger.warning("%s: skipped %d corrupt packets", self.path, self.packets_skipped)
         self.decode_seconds += time.perf_counter() - tic
         yield from ready
 
-    def _check_truncation(self, stream: av.video.stream.VideoStream) -> None:
-        """Raise (or flag) when decoding ended well before the container's announced length.
-
-        The stream is truncated when its last decoded frame ends more than max(2 frame periods, 1 %) before
-        the announced duration (or, without a duration, when more than max(2, 1 %) of the announced frames
-        are missing). Skipped corrupt packets in the middle of a file do not count: later frames exist.
-        """
-        announced = int(stream.frames or 0)
-        last = self.last_frame_time or Fraction(0)
-        duration: Fraction | None = None
-        if stream.duration and stream.time_base:
-            duration = Fraction(stream.duration) * Fraction(stream.time_base)
-        rate = stream.average_rate or stream.guessed_rate
-        period = Fraction(0)
-        if rate:
-            period = 1 / Fraction(rate)
-        elif duration is not None and announced:
-            period = duration / announced
-        if duration is not None:
-            # the stream ends at its own start + duration, on our clock (which starts at the container start)
-            stream_start = Fraction(stream.start_time or 0) * Fraction(stream.time_base or 0) - self._zero
-            missing_s = stream_start + duration - (last + period)
-            tolerance: Fraction = max(_TRUNC_MIN_FRAMES * period, Fraction(_TRUNC_FRACTION) * duration)
-            truncated = missing_s > tolerance
-            what = f"announces {float(duration):.3f} s ({announced} frames)"
-        elif self._seeked:
-            truncated = False  # frames before the seek point were never decoded: the count says nothing
-        else:
-            truncated = announced - self.frames_decoded > max(_TRUNC_MIN_FRAMES, _TRUNC_FRACTION * announced)
-            what = f"announces {announced} frames"
-        if not truncated:
+    def _check_truncation(self) -> None:
+        """Raise (or flag, with ``allow_truncated``) when the source says decoding ended before its length."""
+        message = self.source.truncation(self.last_frame_time or Fraction(0), self.frames_decoded,
+                                         seeked=self._seeked)
+        if message is None:
             return
         self.truncated = True
-        message = (
-            f"{self.path}: truncated or damaged file: the container {what} but decoding stopped at "
-            f"{float(last):.3f} s after {self.frames_decoded} frames"
-        )
         if not self.allow_truncated:
             raise VideoDecodeError(message + "; pass allow_truncated (--allow-truncated) to keep the decoded part")
         logger.warning("%s", message)
-
-
-def iter_frames(path: str | os.PathLike[str], *, format: str = "rgb24") -> Iterator[tuple[Fraction, np.ndarray]]:
-    """Yield ``(time, frame)`` for every frame, upright, on the clock of :class:`ClipStream`.
-
-    ``frame`` is an (H, W, 3) uint8 array in ``format`` (``rgb24`` or ``bgr24``). Frames whose timestamp does
-    not increase are skipped as in :class:`ClipStream`; corrupt packets are skipped.
-    """
-    path = Path(path)
-    info = probe_video(path)
-    container, stream = open_video(path)
-    with container:
-        stream.thread_type = "AUTO"
-        zero = _zero_time(container, stream)
-        previous: Fraction | None = None
-        for frame in _decode_frames(container, stream, path, counter=[0]):
-            t = _frame_time(frame, stream, zero, previous)
-            if previous is not None and t <= previous:
-                continue
-            previous = t
-            array: np.ndarray = frame.to_ndarray(format=format)
-            if info.rotation:
-                array = np.ascontiguousarray(np.rot90(array, k=info.rotation // 90))
-            yield t, array
-
-
-def stream_clips(path: str | os.PathLike[str], **kwargs: Any) -> ClipStream:
-    """Shorthand for :class:`ClipStream` (same keyword arguments)."""
-    return ClipStream(path, **kwargs)

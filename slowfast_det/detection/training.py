@@ -38,7 +38,7 @@ import pandas as pd
 
 from ava_tools.atomic import write_bytes_atomic
 from ava_tools.cli import UserError
-from slowfast_det import compat
+from slowfast_det.detection import compat
 
 __all__ = [
     "DetectorDataError",

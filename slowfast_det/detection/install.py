@@ -9,7 +9,7 @@ pip refuses even ``pip download`` of it (its ``all`` extra names a direct-URL de
 3. extracts only ``detectron2/`` (safe extraction, no path escapes) and makes two additions so that the
    installed package imports without any help from ``slowfast_det`` (a user's own detectron2 script just works):
 
-   * ``detectron2/_C.py``: a copy of :mod:`slowfast_det.detectron2_ext_standin`, a pure-Python stand-in for the
+   * ``detectron2/_C.py``: a copy of :mod:`slowfast_det.detection.ext_standin`, a pure-Python stand-in for the
      C++ extension whose ops raise an error naming the op and the README section. Faster R-CNN needs none of
      them (it uses torchvision's nms/roi_align).
    * ``detectron2/data/transforms/transform.py``: the one use of ``PIL.Image.LINEAR`` (removed in Pillow 10,
@@ -24,7 +24,7 @@ Without ``--force`` an existing detectron2 is kept, except an install made by an
 (no stand-in, or an older one), which is upgraded in place. The alternative route on machines with internet is
 the official build from source: ``pip install 'git+https://github.com/facebookresearch/detectron2.git@v0.6'``.
 
-Usage: ``python -m slowfast_det.install_detectron2 [--sdist FILE] [--python PY] [--target DIR] [--force]``.
+Usage: ``python -m slowfast_det.detection.install [--sdist FILE] [--python PY] [--target DIR] [--force]``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 SUMMARY = "detectron2 v0.6 Python code from the pb1-detectron2 sdist, installed without the C++ extension"
 
 # The stand-in for detectron2's C++ extension, shipped as detectron2/_C.py (see module docstring).
-STANDIN_SOURCE = Path(__file__).with_name("detectron2_ext_standin.py")
+STANDIN_SOURCE = Path(__file__).with_name("ext_standin.py")
 # (file inside the package, text in v0.6, replacement): Pillow >= 10 has no Image.LINEAR (see module docstring)
 PILLOW_FIX = ("detectron2/data/transforms/transform.py", "interp=Image.LINEAR,", "interp=Image.BILINEAR,")
 

@@ -39,7 +39,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ava_tools.atomic import atomic_output
-from slowfast_det.streaming import iter_frames, probe_video
+from slowfast_det.video.probe import probe_video
+from slowfast_det.video.sources import iter_frames
 
 __all__ = [
     "CONTACT_SHEET_FRAMES",
@@ -363,7 +364,7 @@ def render_video(
     """Write ``src`` with the boxes of ``keyframes`` drawn on it to ``dst`` (MP4); returns frames written.
 
     Args:
-        src: the source video (decoded with the clock and rotation of :mod:`slowfast_det.streaming`).
+        src: the source video (decoded with the clock and rotation of :mod:`slowfast_det.video.stream`).
         dst: output ``.mp4``.
         keyframes: results sorted by time.
         hold: a frame shows the nearest keyframe's boxes if it is at most this many seconds away.
