@@ -87,6 +87,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="draw boxes, ids and top actions: OUT.mp4 (one video) or a folder; no value: "
                           "OUTPUT_DIR/renders/")
     out.add_argument("--render-short-side", type=int, default=None, help="render short side (default: source size)")
+    out.add_argument("--report", action="store_true",
+                     help="also write OUT/<name>.report.html: a self-contained page with a per-person action "
+                          "timeline and the video (the render if any); needs --format csv")
     out.add_argument("--label-map", default=None,
                      help="label map .pbtxt for action names (default: the bundled AVA v2.2 80-class list)")
     run = parser.add_argument_group("running")
@@ -128,6 +131,9 @@ def main(args: argparse.Namespace) -> int:
     from slowfast_det.pipeline.detector import OutputOptions, VideoActionDetector, run_videos
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.report and args.format != "csv":
+        print("detect-video: error: --report needs --format csv (the AVA format has no person ids)", file=sys.stderr)
+        return 2
     progress = not args.no_progress
     try:
         cfg = load_config(args.config, args.opts)
@@ -170,10 +176,16 @@ def main(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - tic
     for line in summary.lines():
         print(line)
+    report_failed = False
+    if args.report:
+        from slowfast_det.report import write_detect_video_reports
+
+        lines, report_failed = write_detect_video_reports(summary.done + summary.skipped, options, stride=args.stride)
+        print(*lines, sep="\n")
     if summary.done:
         shares = ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items())
         print(f"{summary.video_seconds:.1f} s of video in {wall:.1f} s ({summary.video_seconds / wall:.2f}x); {shares}")
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or report_failed else 0
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

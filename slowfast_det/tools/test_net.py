@@ -6,7 +6,8 @@ Examples::
     torchrun --nproc_per_node=4 -m slowfast_det.tools.test_net --cfg CFG.yaml
 
 Writes ``OUTPUT_DIR/detections.csv`` (one row per box and label-map class), ``OUTPUT_DIR/groundtruth.csv``
-and ``OUTPUT_DIR/metrics.json``; prints mAP and per-class AP. The label map, ground truth and exclusion files
+and ``OUTPUT_DIR/metrics.json``; prints mAP and per-class AP; ``--report`` adds ``OUTPUT_DIR/report.html``
+(:mod:`slowfast_det.report.dataset`). The label map, ground truth and exclusion files
 are ``AVA.LABEL_MAP_FILE``, ``AVA.GROUNDTRUTH_FILE`` and ``AVA.EXCLUSION_FILE`` under ``AVA.ANNOTATION_DIR``.
 By default the current official evaluator's semantics apply and the exclusion file is not used;
 ``--use-exclusions`` evaluates as the earlier official release with ``-e EXCLUSION_FILE``.
@@ -31,6 +32,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="evaluate as the earlier official evaluator with -e AVA.EXCLUSION_FILE (default: current evaluator)",
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUTPUT_DIR/report.html: per-class AP and ground truth against predicted boxes per "
+        "keyframe (thumbnails from AVA.FRAME_DIR); self-contained, opens offline",
+    )
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -47,6 +54,11 @@ def main(args: argparse.Namespace) -> None:
     out = test_from_config(cfg, use_exclusions=args.use_exclusions, progress=not args.no_progress)
     if out is not None:
         print(format_results(out))
+        if args.report:
+            from slowfast_det.builders import dataset_report_kwargs
+            from slowfast_det.report import write_dataset_report
+
+            print(f"report: {write_dataset_report(**dataset_report_kwargs(cfg))}")
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
