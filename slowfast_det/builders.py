@@ -388,3 +388,9 @@ def person_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
 
 
 __all__ = ["DATASET_BUILDERS", "MODEL_BUILDERS", "build_dataset", "build_model", "register_dataset", "register_model"]
+
+
+def dataset_report_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    """Keyword arguments of ``slowfast_det.report.dataset.write_dataset_report`` (``slowfast-test --report``):
+    the test's ``OUTPUT_DIR`` and ``AVA.FRAME_DIR`` for the keyframe thumbnails."""
+    return {"output_dir": cfg.OUTPUT_DIR, "frame_dir": cfg.AVA.FRAME_DIR or None}

@@ -132,6 +132,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     out.add_argument("--render-short-side", type=int, default=None,
                      help="render short side in pixels (default: the source size, sources smaller than 480 "
                           "upscaled to 480)")
+    out.add_argument("--report", action="store_true",
+                     help="also write OUT/<name>.report.html: a self-contained page with a per-person action "
+                          "timeline and the video (the render if any); needs --format csv")
     out.add_argument("--label-map", default=None,
                      help="label map .pbtxt for action names; its largest id must equal MODEL.NUM_CLASSES "
                           "(default: the bundled AVA v2.2 80-class list)")
@@ -205,6 +208,8 @@ def main(args: argparse.Namespace) -> int:
     from slowfast_det.pipeline.detector import check_output_folder, expand_inputs
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.report and args.format != "csv":
+        raise UserError("--report needs --format csv (the AVA format has no person ids)")
     progress = not args.no_progress
     # cheap checks first: a typo in a path must not cost a model load (or a whole run) to find
     if args.end is not None and Fraction(args.end) < Fraction(args.start):
@@ -305,10 +310,16 @@ def main(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - tic
     for line in summary.lines():
         print(line)
+    report_failed = False
+    if args.report:
+        from slowfast_det.report import write_detect_video_reports
+
+        lines, report_failed = write_detect_video_reports(summary.done + summary.skipped, options, stride=args.stride)
+        print(*lines, sep="\n")
     if summary.done:
         shares = ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items())
         print(f"{summary.video_seconds:.1f} s of video in {wall:.1f} s ({summary.video_seconds / wall:.2f}x); {shares}")
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or report_failed else 0
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

@@ -6,9 +6,10 @@ Examples::
     torchrun --nproc_per_node=4 -m slowfast_det.tools.test_net --cfg CFG.yaml
 
 Writes ``OUTPUT_DIR/detections.csv`` (one row per box and label-map class) and ``OUTPUT_DIR/groundtruth.csv``,
-then evaluates and writes ``OUTPUT_DIR/metrics.json``; prints mAP and per-class AP. Non-finite (NaN) scores
-stop the run with a message naming the checkpoint, the first video and keyframe and how many scores are
-affected; ``--allow-nonfinite`` writes them out and evaluates without them.
+then evaluates and writes ``OUTPUT_DIR/metrics.json``; prints mAP and per-class AP; ``--report`` adds
+``OUTPUT_DIR/report.html`` (:mod:`slowfast_det.report.dataset`). Non-finite (NaN) scores stop the run with a
+message naming the checkpoint, the first video and keyframe and how many scores are affected;
+``--allow-nonfinite`` writes them out and evaluates without them.
 
 The label map, ground truth and exclusion files are ``AVA.LABEL_MAP_FILE``, ``AVA.GROUNDTRUTH_FILE`` and
 ``AVA.EXCLUSION_FILE`` under ``AVA.ANNOTATION_DIR``; the label map's class ids must be model classes (at most
@@ -40,6 +41,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write NaN/infinite scores out (as nan) and evaluate without them, instead of stopping (default)",
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUTPUT_DIR/report.html: per-class AP and ground truth against predicted boxes per "
+        "keyframe (thumbnails from AVA.FRAME_DIR); self-contained, opens offline",
+    )
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -58,6 +65,11 @@ def main(args: argparse.Namespace) -> None:
     )
     if out is not None:
         print(format_results(out))
+        if args.report:
+            from slowfast_det.builders import dataset_report_kwargs
+            from slowfast_det.report import write_dataset_report
+
+            print(f"report: {write_dataset_report(**dataset_report_kwargs(cfg))}")
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
