@@ -2,6 +2,8 @@
 
 Examples::
 
+    detect-video clip.mp4          # zoo model SLOWFAST_32x2_R101_50_50 + COCO Faster R-CNN -> ./detect_video_out/
+    detect-video clips/ --model SLOWFAST_64x2_R101_50_50 --output-dir out
     detect-video clips/*.mp4 --config configs/AVA/SLOWFAST_32x2_R101_50_50.yaml --weights model.pkl \\
         --output-dir out
     detect-video talk.mp4 --config CFG.yaml --weights https://host/model.pyth --output-dir out \\
@@ -57,11 +59,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     add_common_arguments(parser)
     parser.add_argument("inputs", nargs="+", help="video files, folders of videos, or glob patterns")
-    parser.add_argument("--config", "--cfg", required=True, help="SlowFast YAML config (slowfast_det or PySlowFast)")
-    parser.add_argument("--weights", required=True, help="SlowFast weights: local path or http(s) URL")
+    models, detectors = _zoo_names()
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help=f"AVA model from the model zoo (default {models[0]}): {', '.join(models)}; "
+                             "downloaded once into the cache (slowfast-zoo list)")
+    parser.add_argument("--config", "--cfg", default=None,
+                        help="SlowFast YAML config (slowfast_det or PySlowFast) instead of the --model's")
+    parser.add_argument("--weights", default=None, help="SlowFast weights (local path or URL) instead of the --model's")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE", help="config overrides")
-    parser.add_argument("--output-dir", required=True, type=Path, help="folder for the per-video outputs")
+    parser.add_argument("--output-dir", type=Path, default=Path("detect_video_out"),
+                        help="folder for the per-video outputs (default ./detect_video_out)")
     det = parser.add_argument_group("person detector (detectron2 Faster R-CNN)")
+    det.add_argument("--detector", default=None, metavar="NAME",
+                     help=f"detector from the model zoo: {', '.join(detectors)} (default: the config's "
+                          "DEMO.DETECTRON2_*, PySlowFast's being the first)")
     det.add_argument("--detector-config", default=None,
                      help="detectron2 model-zoo name or YAML (default: DEMO.DETECTRON2_CFG, "
                           "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml)")
@@ -88,7 +99,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                           "OUTPUT_DIR/renders/")
     out.add_argument("--render-short-side", type=int, default=None, help="render short side (default: source size)")
     out.add_argument("--label-map", default=None,
-                     help="label map .pbtxt for action names (default: the bundled AVA v2.2 80-class list)")
+                     help="label map .pbtxt for action names (default: the model's own, for the zoo the AVA "
+                          "80-class list)")
     run = parser.add_argument_group("running")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
     run.add_argument("--batch-size", type=int, default=4, help="keyframes per detector call and SlowFast forward")
@@ -100,9 +112,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-truncated", action="store_true",
                      help="keep the decodable part of truncated files instead of failing them")
     run.add_argument("--overwrite", action="store_true", help="redo videos whose outputs already exist")
-    run.add_argument("--cache-dir", default=None, help="download cache for URL weights")
+    run.add_argument("--cache-dir", default=None, help="download cache for URL weights (default $SLOWFAST_DET_CACHE "
+                     "or ~/.cache/slowfast_det/weights)")
+    run.add_argument("--offline", action="store_true",
+                     help="use cached downloads only, never the network (also SLOWFAST_DET_OFFLINE=1)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
+
+
+def _zoo_names() -> tuple[list[str], list[str]]:
+    """Action-model and detector names for --help (built-in ones if the site's zoo file cannot be read)."""
+    from slowfast_det.model_zoo import BUILTIN_ENTRIES, DEFAULT_MODEL, ZooError, list_models
+
+    try:
+        models, detectors = list_models("action"), list_models("detector")
+    except ZooError:
+        models = [e.name for e in BUILTIN_ENTRIES if e.kind == "action"]
+        detectors = [e.name for e in BUILTIN_ENTRIES if e.kind == "detector"]
+    return [DEFAULT_MODEL, *(m for m in models if m != DEFAULT_MODEL)], detectors
 
 
 def _device(name: str) -> str:
@@ -117,12 +144,13 @@ def main(args: argparse.Namespace) -> int:
     """Run detect-video; returns the exit status (0 all done or skipped, 1 some video failed, 2 bad setup)."""
     import torch
 
-    from ava_tools.labelmap import AVA_V22_ALL, AvaFormatError, load_bundled_labelmap, read_labelmap
+    from ava_tools.labelmap import AvaFormatError
     from slowfast_det.builders import person_detector_kwargs, video_detector_kwargs
     from slowfast_det.checkpoint import CheckpointError, load_weights
-    from slowfast_det.checkpoint.cache import WeightsError, resolve_weights
+    from slowfast_det.checkpoint.cache import WeightsError
     from slowfast_det.config import ConfigError, load_config
     from slowfast_det.detection.person import DetectorError, PersonDetector
+    from slowfast_det.model_zoo import resolve_detector, resolve_model
     from slowfast_det.models import build_model
     from slowfast_det.models.fused import optimize_for_inference
     from slowfast_det.pipeline.detector import OutputOptions, VideoActionDetector, run_videos
@@ -130,19 +158,25 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = not args.no_progress
     try:
-        cfg = load_config(args.config, args.opts)
-        labels = read_labelmap(args.label_map) if args.label_map else load_bundled_labelmap(AVA_V22_ALL)
+        # zoo name (default) or hand-given config/weights; URLs are downloaded into the verified cache
+        fetch = {"cache_dir": args.cache_dir, "offline": args.offline or None, "progress": progress}
+        chosen = resolve_model(args.model, config=args.config, weights=args.weights, label_map=args.label_map, **fetch)
+        cfg = load_config(chosen.config, args.opts)
+        labels = chosen.labels
         device = _device(args.device)
         model: torch.nn.Module = build_model(cfg)
-        load_weights(model, resolve_weights(args.weights, cache_dir=args.cache_dir, progress=progress))
+        load_weights(model, chosen.weights)
         model = model.to(device).eval()
         if not args.no_optimize:
             model = optimize_for_inference(model)
         det_defaults = person_detector_kwargs(cfg)
+        det = resolve_detector(
+            args.detector, config=args.detector_config, weights=args.detector_weights, opts=args.detector_opts,
+            default_config=det_defaults["config"], default_weights=det_defaults["weights"], **fetch,
+        )
         detector = PersonDetector(
-            config=args.detector_config or det_defaults["config"],
-            weights=args.detector_weights or det_defaults["weights"],
-            score_threshold=args.detector_threshold, person_class=args.person_class, opts=args.detector_opts,
+            config=det.config, weights=det.weights,
+            score_threshold=args.detector_threshold, person_class=args.person_class, opts=list(det.opts),
             device=device, batch_size=args.batch_size, cache_dir=args.cache_dir, progress=progress,
         )
         runner = VideoActionDetector(
