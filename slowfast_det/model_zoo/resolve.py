@@ -100,13 +100,29 @@ def get(
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """What ``detect-video`` runs: ``config`` (shipped name or path), local ``weights``, the label map
-    (``labels``, :class:`ava_tools.labelmap.LabelMap`) and the zoo entry's name (None for hand-given files)."""
+    """What ``detect-video`` runs: ``config`` (shipped name or path), ``weights`` (path or URL, with the entry's
+    pinned ``sha256`` if any), ``label_map`` (bundled name or path) and the zoo entry's name (None when config
+    and weights were given by hand). Nothing is read or downloaded until :meth:`fetch_weights` / :meth:`labels`,
+    so a bad config is reported before a download starts."""
 
     name: str | None
     config: str
-    weights: Path
-    labels: Any
+    weights: str
+    label_map: str
+    sha256: str | None = None
+
+    def fetch_weights(
+        self, *, cache_dir: str | os.PathLike[str] | None = None, offline: bool | None = None, progress: bool = True
+    ) -> Path:
+        """The weights as a local file (URLs: downloaded once into the verified cache)."""
+        from slowfast_det.checkpoint.cache import resolve_trusted
+
+        return resolve_trusted(self.weights, cache_dir=cache_dir, sha256=self.sha256, offline=offline,
+                               progress=progress)
+
+    def labels(self) -> Any:
+        """The label map (:class:`ava_tools.labelmap.LabelMap`)."""
+        return load_label_map(self.label_map)
 
 
 def resolve_model(
@@ -115,36 +131,28 @@ def resolve_model(
     config: str | None = None,
     weights: str | None = None,
     label_map: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    offline: bool | None = None,
-    progress: bool = True,
 ) -> ResolvedModel:
-    """Config, local weights and label map from a zoo name, with hand-given parts taking precedence.
+    """Config, weights and label map from a zoo name, with hand-given parts taking precedence.
 
     ``name`` defaults to :data:`DEFAULT_MODEL`. ``config`` and ``weights`` (paths or URLs) replace the entry's;
     a hand-given ``config`` needs hand-given ``weights`` unless ``name`` is given too (the zoo's weights fit
     only the zoo's config). ``label_map`` (bundled name or path) replaces the entry's label map.
 
     Raises:
-        ZooError: unknown name, or ``config`` without ``weights``. WeightsError and subclasses: downloads.
+        ZooError: unknown name, or ``config`` without ``weights``.
     """
-    from slowfast_det.checkpoint.cache import resolve_trusted
-
     if config is not None and weights is None and name is None:
         raise ZooError("--config needs --weights (a path or URL); or choose a zoo model with --model NAME")
     entry = get_entry(name or DEFAULT_MODEL, kinds=("action",))
-    if weights is not None:
-        local = resolve_trusted(weights, cache_dir=cache_dir, offline=offline, progress=progress)
-    else:
-        local = weights_path(entry, cache_dir=cache_dir, offline=offline, progress=progress)
     labels_spec = label_map or entry.label_map
     if labels_spec is None:
         raise ZooError(f"zoo model {entry.name} names no label map: give one with --label-map")
     return ResolvedModel(
         name=entry.name if (config is None and weights is None) else None,
         config=config or entry.config,
-        weights=local,
-        labels=load_label_map(labels_spec),
+        weights=weights or entry.url,
+        label_map=labels_spec,
+        sha256=entry.sha256 if weights is None else None,
     )
 
 

@@ -160,12 +160,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         # zoo name (default) or hand-given config/weights; URLs are downloaded into the verified cache
         fetch = {"cache_dir": args.cache_dir, "offline": args.offline or None, "progress": progress}
-        chosen = resolve_model(args.model, config=args.config, weights=args.weights, label_map=args.label_map, **fetch)
+        chosen = resolve_model(args.model, config=args.config, weights=args.weights, label_map=args.label_map)
         cfg = load_config(chosen.config, args.opts)
-        labels = chosen.labels
+        labels = chosen.labels()
         device = _device(args.device)
         model: torch.nn.Module = build_model(cfg)
-        load_weights(model, chosen.weights)
+        load_weights(model, chosen.fetch_weights(**fetch))
         model = model.to(device).eval()
         if not args.no_optimize:
             model = optimize_for_inference(model)
