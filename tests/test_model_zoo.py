@@ -106,6 +106,10 @@ def test_table() -> None:
     assert model_zoo.get_config("SLOWFAST_64x2_R101_50_50").DATA.NUM_FRAMES == 64
     with pytest.raises(ZooError, match="closest: SLOWFAST_32x2_R101_50_50"):
         model_zoo.get_entry("SLOWFAST_32x2_R101")
+    from slowfast_det.tools.detect_video import get_args_parser
+
+    text = "".join(get_args_parser().format_help().split())  # argparse wraps lines (also at hyphens)
+    assert all(name in text for name in model_zoo.list_models("action") + model_zoo.list_models("detector"))
 
 
 # ---------------------------------------------------------------------------------------------------------

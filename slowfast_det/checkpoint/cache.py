@@ -331,7 +331,8 @@ def _check_cached(target: Path, cache_dir: Path, url: str, expected: str | None,
         )
     record = read_cache_lock(cache_dir).get(rel)
     if record is None:
-        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        utc = datetime.timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11
+        now = datetime.datetime.now(utc).isoformat(timespec="seconds")
         _update_cache_lock(cache_dir, rel, {"url": url, "sha256": got, "size": target.stat().st_size, "recorded": now})
     elif record.get("sha256") != got:
         raise IntegrityError(
