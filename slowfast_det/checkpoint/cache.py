@@ -28,11 +28,12 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ava_tools.atomic import atomic_output, write_json_atomic
+from ava_tools.atomic import atomic_output, set_default_permissions, write_json_atomic
 from ava_tools.cli import UserError
 
 __all__ = [
@@ -231,3 +232,456 @@ def copy_into_cache(src: str | os.PathLike[str], url: str, cache_dir: str | os.P
     with atomic_output(target, suffix=".part") as tmp:
         shutil.copyfile(src, tmp)
     return target
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Trusted downloads: one cache, resumable, locked, trust-on-first-use hashes, offline mode, mirrors
+# ---------------------------------------------------------------------------------------------------------
+# :func:`fetch` is what the model zoo, ``detect-video`` and ``slowfast-zoo`` use for URLs. Compared with
+# :func:`resolve_weights` (kept for its callers) it adds:
+#
+# * resume: an interrupted download keeps its bytes in ``<file>.part`` and continues with an HTTP Range
+#   request (in the same call, up to ``retries`` times, and in any later call);
+# * a per-file lock (``fcntl.flock`` on ``CACHE/.locks/...``): two processes asking for the same file download
+#   it once; the second waits and then uses the first one's file;
+# * trust on first use: without a pinned sha256, the first download's sha256 is recorded in
+#   ``CACHE/cache-lock.json`` and every later use re-hashes the file and refuses it if it changed;
+# * offline mode (``offline=True`` or ``SLOWFAST_DET_OFFLINE=1``): the cache only, a missing file is named;
+# * mirrors: ``SLOWFAST_DET_ZOO_URL=BASE`` downloads ``https://dl.fbaipublicfiles.com/REL`` from ``BASE/REL``
+#   (the cache path stays that of the original URL, so a mirror and the real host share one cache);
+# * errors (HTTP 404 and others, time-outs, refused connections, unknown hosts, a full disk) that name the URL
+#   and say what to do.
+
+ZOO_URL_ENV = "SLOWFAST_DET_ZOO_URL"
+OFFLINE_ENV = "SLOWFAST_DET_OFFLINE"
+CACHE_ENV = "SLOWFAST_DET_CACHE"
+DEFAULT_HOSTS = ("https://dl.fbaipublicfiles.com/",)
+CACHE_LOCK_NAME = "cache-lock.json"
+_LOCK_DIR = ".locks"
+
+
+class DownloadError(WeightsError):
+    """A download failed (HTTP error, network, disk); the message names the URL and what to do."""
+
+
+class OfflineError(WeightsError):
+    """Offline mode and the file is not in the cache (the message names the file and where it was looked for)."""
+
+
+class IntegrityError(WeightsError):
+    """A file's sha256 differs from the pinned or the recorded one."""
+
+
+def offline_requested(offline: bool | None = None) -> bool:
+    """``offline`` if given, else whether ``$SLOWFAST_DET_OFFLINE`` is set to 1/true/yes/on."""
+    if offline is not None:
+        return offline
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def mirror_url(url: str) -> str:
+    """``url`` with a default host (:data:`DEFAULT_HOSTS`) replaced by ``$SLOWFAST_DET_ZOO_URL``, if set.
+
+    Example: with ``SLOWFAST_DET_ZOO_URL=http://mirror.local/files``,
+    ``https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/ava/X.pkl`` ->
+    ``http://mirror.local/files/pyslowfast/model_zoo/ava/X.pkl``. Other URLs are returned unchanged.
+    """
+    base = os.environ.get(ZOO_URL_ENV, "").strip()
+    if not base:
+        return url
+    for host in DEFAULT_HOSTS:
+        if url.startswith(host):
+            return base.rstrip("/") + "/" + url[len(host):]
+    return url
+
+
+def cache_lock_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache's record of sha256 hashes (``CACHE/cache-lock.json``)."""
+    return Path(cache_dir if cache_dir is not None else default_cache_dir()) / CACHE_LOCK_NAME
+
+
+def read_cache_lock(cache_dir: str | os.PathLike[str] | None = None) -> dict[str, dict[str, object]]:
+    """The recorded files: ``{path relative to the cache: {"url", "sha256", "size", "recorded"}}``.
+
+    Raises:
+        WeightsError: the record exists but is not valid JSON of that shape.
+    """
+    import json
+
+    path = cache_lock_path(cache_dir)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files = data["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not an object")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(
+            f"{path}: the cache's hash record is damaged ({exc}); check or delete it (the files it recorded "
+            "will then be trusted again on their next use)"
+        ) from exc
+    return files
+
+
+def _update_cache_lock(cache_dir: Path, rel: str, entry: dict[str, object] | None) -> None:
+    """Set (or, with None, remove) the record of ``rel``, under the record's own lock, written atomically."""
+    from ava_tools.atomic import write_json_atomic
+
+    with _file_lock(cache_dir, CACHE_LOCK_NAME):
+        files = read_cache_lock(cache_dir)
+        if entry is None:
+            files.pop(rel, None)
+        else:
+            files[rel] = entry
+        write_json_atomic({"version": 1, "files": dict(sorted(files.items()))}, cache_lock_path(cache_dir))
+
+
+class _file_lock:  # noqa: N801 - used as a context manager, like a function
+    """An exclusive ``fcntl.flock`` on ``CACHE/.locks/<key>.lock`` (released when the process dies, too)."""
+
+    def __init__(self, cache_dir: Path, key: str, *, on_wait: str | None = None):
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[-80:]
+        digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+        self.path = cache_dir / _LOCK_DIR / f"{safe}.{digest}.lock"
+        self.on_wait = on_wait
+        self.fd = -1
+
+    def __enter__(self) -> _file_lock:
+        import fcntl
+        import sys
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if self.on_wait:
+                print(self.on_wait, file=sys.stderr, flush=True)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _relpath(target: Path, cache_dir: Path) -> str:
+    return target.relative_to(cache_dir).as_posix()
+
+
+def _check_cached(target: Path, cache_dir: Path, url: str, expected: str | None, *, got: str | None = None) -> Path:
+    """Re-hash a cached file (unless ``got``, its hash, is known) against the pinned hash, else the recorded one
+    (recording it on first use)."""
+    import datetime
+
+    rel = _relpath(target, cache_dir)
+    got = got if got is not None else sha256_of(target)
+    if expected is not None and got != expected:
+        raise IntegrityError(
+            f"cached {target} (from {url}) has sha256 {got}, expected {expected}; delete it to download again"
+        )
+    record = read_cache_lock(cache_dir).get(rel)
+    if record is None:
+        utc = datetime.timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11
+        now = datetime.datetime.now(utc).isoformat(timespec="seconds")
+        _update_cache_lock(cache_dir, rel, {"url": url, "sha256": got, "size": target.stat().st_size, "recorded": now})
+    elif record.get("sha256") != got:
+        raise IntegrityError(
+            f"cached {target} (from {url}) changed since it was first downloaded on {record.get('recorded')}: its "
+            f"sha256 is now {got}, recorded {record.get('sha256')} in {cache_lock_path(cache_dir)}. Refusing to "
+            "use it. If you did not replace it on purpose, treat it as tampered with: fetch it again with "
+            "`slowfast-zoo download --force NAME` (or delete the file and its entry in the record)"
+        )
+    return target
+
+
+def is_cached(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The cached file of URL ``spec`` if present (not re-hashed: see :func:`verify_cache`), else None."""
+    url, _ = resolve_url(spec)
+    target = cache_path_for(url, cache_dir if cache_dir is not None else default_cache_dir())
+    return target if target.is_file() else None
+
+
+def forget(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    """Delete URL ``spec``'s cached file, partial download and hash record (to download it afresh)."""
+    root = Path(cache_dir if cache_dir is not None else default_cache_dir())
+    url, _ = resolve_url(spec)
+    target = cache_path_for(url, root)
+    with _file_lock(root, _relpath(target, root)):
+        target.unlink(missing_ok=True)
+        target.with_name(target.name + ".part").unlink(missing_ok=True)
+        _update_cache_lock(root, _relpath(target, root), None)
+
+
+def fetch(
+    spec: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sha256: str | None = None,
+    offline: bool | None = None,
+    progress: bool = True,
+    timeout_s: float = 60.0,
+    retries: int = 3,
+) -> Path:
+    """The cached, verified local file of URL ``spec`` (http(s) or ``detectron2://``), downloading it if needed.
+
+    Args:
+        spec: URL, optionally ending in ``#sha256=<hex>``.
+        cache_dir: the cache (default :func:`default_cache_dir`: ``$SLOWFAST_DET_CACHE`` or
+            ``~/.cache/slowfast_det/weights``).
+        sha256: pinned hex sha256 (overrides a URL fragment). Without one, the first download's hash is
+            recorded in ``CACHE/cache-lock.json`` and later uses must match it (trust on first use).
+        offline: use the cache only (None: ``$SLOWFAST_DET_OFFLINE``).
+        progress: tqdm bar with size and rate.
+        timeout_s: socket time-out of each connect/read, seconds.
+        retries: how many times an interrupted transfer is resumed (HTTP Range) within this call.
+    Raises:
+        OfflineError: offline and not cached. IntegrityError: hash differs from the pinned/recorded one
+            (a downloaded file is then deleted). DownloadError: HTTP/network/disk failure.
+    """
+    url, pinned = resolve_url(spec)
+    expected = sha256.lower() if sha256 is not None else pinned
+    root = Path(cache_dir if cache_dir is not None else default_cache_dir())
+    target = cache_path_for(url, root)
+    if target.is_file():  # files appear by rename, so a present file is complete
+        return _check_cached(target, root, url, expected)
+    if offline_requested(offline):
+        raise OfflineError(
+            f"offline mode (--offline or {OFFLINE_ENV}=1): {target.name} is not in the cache; expected it at "
+            f"{target} (from {url}). Download it on a machine with a network (`slowfast-zoo download NAME` or "
+            f"any command that uses it) and copy that cache folder here, or point {CACHE_ENV} to a cache that "
+            "holds it"
+        )
+    rel = _relpath(target, root)
+    with _file_lock(root, rel, on_wait=f"waiting for another process downloading {rel} into {root}"):
+        if target.is_file():  # the other process finished it
+            return _check_cached(target, root, url, expected)
+        recorded = read_cache_lock(root).get(rel)
+        want = expected if expected is not None else (str(recorded["sha256"]) if recorded else None)
+        got = _download_resumable(url, target, root, want, progress=progress, timeout_s=timeout_s, retries=retries)
+        return _check_cached(target, root, url, expected, got=got)
+
+
+def _remove_empty_dirs(path: Path, root: Path) -> None:
+    """Remove ``path``'s parent folders up to (not including) ``root`` while they are empty."""
+    for parent in path.parents:
+        if parent == root or root not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
+def _download_resumable(
+    url: str, target: Path, root: Path, expected: str | None, *, progress: bool, timeout_s: float, retries: int
+) -> str:
+    """Download ``url`` (through the mirror) into ``target.part``, resuming, then verify and rename to ``target``;
+    returns the sha256."""
+    import http.client
+
+    source = mirror_url(url)
+    part = target.with_name(target.name + ".part")
+    attempt = 0
+    while True:
+        before = part.stat().st_size if part.is_file() else 0
+        try:
+            _transfer(source, url, part, target, root, progress=progress, timeout_s=timeout_s)
+            break
+        except (http.client.IncompleteRead, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
+            now = part.stat().st_size if part.is_file() else 0
+            if now > before and attempt < retries:  # progress was made: resume from the byte reached
+                attempt += 1
+                continue
+            if now == 0:
+                part.unlink(missing_ok=True)
+                _remove_empty_dirs(part, root)
+            if isinstance(exc, TimeoutError) and now == before:
+                raise DownloadError(_timeout_message(source, url, timeout_s)) from exc
+            raise DownloadError(
+                f"download of {source} was interrupted after {now} bytes ({exc.__class__.__name__}: {exc}); "
+                + (f"the bytes are kept in {part}: run the command again to resume from byte {now}"
+                   if now else "check the network and try again")
+            ) from exc
+    got = sha256_of(part)
+    if expected is not None and got != expected:
+        part.unlink()
+        _remove_empty_dirs(part, root)
+        raise IntegrityError(
+            f"download of {source} has sha256 {got}, expected {expected}"
+            + ("" if source == url else f" (mirror {ZOO_URL_ENV} for {url})")
+            + "; nothing was cached. The file on the server differs from the one pinned or first recorded: "
+            "check the mirror, or run `slowfast-zoo download --force NAME` if the change is expected"
+        )
+    with open(part, "rb+") as f:  # data on disk before the rename makes it visible
+        os.fsync(f.fileno())
+    set_default_permissions(part)
+    os.replace(part, target)
+    return got
+
+
+def _hint(source: str, url: str) -> str:
+    """What to do after a failed request, for the default host or a mirror."""
+    if source != url:
+        return (
+            f" (mirror {ZOO_URL_ENV}={os.environ.get(ZOO_URL_ENV)} for {url}): check that the mirror is up and holds "
+            "that path."
+        )
+    return (
+        f". Check the URL and the network, set {ZOO_URL_ENV} to a mirror holding the same relative path, or copy "
+        "the file into the cache and run offline (--offline)."
+    )
+
+
+def _timeout_message(source: str, url: str, timeout_s: float) -> str:
+    return f"download of {source} timed out: no answer within {timeout_s:g} s{_hint(source, url)} Or retry later"
+
+
+def _transfer(source: str, url: str, part: Path, target: Path, root: Path, *, progress: bool, timeout_s: float) -> None:
+    """One HTTP request: append to ``part`` from its current size (Range) or rewrite it (server ignores Range)."""
+    import errno
+    import socket
+
+    offset = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": "slowfast_det", "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(source, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout_s)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # the part is already complete (or longer): start over
+            part.unlink()
+            return _transfer(source, url, part, target, root, progress=progress, timeout_s=timeout_s)
+        what = "not found" if exc.code == 404 else exc.reason
+        raise DownloadError(f"cannot download {source}: HTTP {exc.code} {what}{_hint(source, url)}") from exc
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            raise DownloadError(_timeout_message(source, url, timeout_s)) from exc
+        if isinstance(reason, ConnectionRefusedError):
+            raise DownloadError(
+                f"cannot download {source}: connection refused (nothing listens there){_hint(source, url)}"
+            ) from exc
+        if isinstance(reason, socket.gaierror):
+            raise DownloadError(f"cannot download {source}: unknown host ({reason}){_hint(source, url)}") from exc
+        raise DownloadError(f"cannot download {source}: {reason}{_hint(source, url)}") from exc
+    except TimeoutError as exc:
+        raise DownloadError(_timeout_message(source, url, timeout_s)) from exc
+    with response:
+        length = response.headers.get("Content-Length")
+        size = int(length) if length and length.isdigit() else None
+        if offset and response.status == 206:
+            start = _content_range_start(response.headers.get("Content-Range", ""))
+            if start != offset:
+                raise DownloadError(f"cannot resume {source}: asked for bytes {offset}- but got {start}-")
+            mode, total = "ab", (offset + size if size is not None else None)
+        else:
+            offset, mode, total = 0, "wb", size
+        part.parent.mkdir(parents=True, exist_ok=True)
+        received = offset
+        try:
+            with open(part, mode) as out, tqdm(
+                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
+                desc=f"download {target.name}", dynamic_ncols=True,
+            ) as bar:
+                for block in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(block)
+                    received += len(block)
+                    bar.update(len(block))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                part.unlink(missing_ok=True)
+                _remove_empty_dirs(part, root)
+                need = f"{total / 2**20:.1f} MiB" if total else "its size"
+                raise DownloadError(
+                    f"cannot download {source}: the disk is full ({exc.strerror}) writing {part}; the file needs "
+                    f"{need}. Free space there, or set {CACHE_ENV} to a folder on a larger disk"
+                ) from exc
+            raise
+        if total is not None and received < total:
+            raise http_incomplete(received, total)
+
+
+def http_incomplete(received: int = 0, total: int | None = None) -> Exception:
+    """An ``http.client.IncompleteRead`` for a body that ended early (resumed by the caller)."""
+    import http.client
+
+    return http.client.IncompleteRead(b"", None if total is None else total - received)
+
+
+def _content_range_start(header: str) -> int | None:
+    """First byte of ``Content-Range: bytes START-END/TOTAL`` (None if unparsable)."""
+    unit, _, spec = header.partition(" ")
+    if unit != "bytes":
+        return None
+    first = spec.partition("-")[0]
+    return int(first) if first.isdigit() else None
+
+
+def resolve_trusted(
+    spec: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sha256: str | None = None,
+    offline: bool | None = None,
+    progress: bool = True,
+    timeout_s: float = 60.0,
+) -> Path:
+    """:func:`resolve_weights` with :func:`fetch` for URLs: a local path is returned as is (it must exist)."""
+    text = os.fspath(spec)
+    if _is_url(text):
+        return fetch(text, cache_dir=cache_dir, sha256=sha256, offline=offline, progress=progress, timeout_s=timeout_s)
+    return resolve_weights(text, sha256=sha256)
+
+
+@dataclass(frozen=True)
+class CacheCheck:
+    """One recorded file re-hashed by :func:`verify_cache`: ``status`` is ``ok``, ``changed`` or ``missing``."""
+
+    path: Path
+    url: str
+    status: str
+    sha256: str | None
+    recorded_sha256: str
+
+
+def verify_cache(cache_dir: str | os.PathLike[str] | None = None, *, progress: bool = True) -> list[CacheCheck]:
+    """Re-hash every file recorded in the cache's ``cache-lock.json`` and compare with the recorded sha256."""
+    root = Path(cache_dir if cache_dir is not None else default_cache_dir())
+    checks = []
+    records = read_cache_lock(root)
+    for rel, record in tqdm(sorted(records.items()), desc="verify", unit="file", disable=not progress):
+        path = root / rel
+        recorded = str(record.get("sha256"))
+        if not path.is_file():
+            checks.append(CacheCheck(path, str(record.get("url")), "missing", None, recorded))
+            continue
+        got = sha256_of(path)
+        checks.append(CacheCheck(path, str(record.get("url")), "ok" if got == recorded else "changed", got, recorded))
+    return checks
+
+
+__all__ += [
+    "CACHE_ENV",
+    "CACHE_LOCK_NAME",
+    "DEFAULT_HOSTS",
+    "OFFLINE_ENV",
+    "ZOO_URL_ENV",
+    "CacheCheck",
+    "DownloadError",
+    "IntegrityError",
+    "OfflineError",
+    "cache_lock_path",
+    "fetch",
+    "forget",
+    "is_cached",
+    "mirror_url",
+    "offline_requested",
+    "read_cache_lock",
+    "resolve_trusted",
+    "verify_cache",
+]

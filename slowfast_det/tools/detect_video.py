@@ -2,6 +2,8 @@
 
 Examples::
 
+    detect-video clip.mp4          # zoo model SLOWFAST_32x2_R101_50_50 + COCO Faster R-CNN -> ./detect_video_out/
+    detect-video clips/ --model SLOWFAST_64x2_R101_50_50 --output-dir out
     detect-video clips/*.mp4 --config configs/AVA/SLOWFAST_32x2_R101_50_50.yaml --weights model.pkl \\
         --output-dir out
     detect-video talk.mp4 --config CFG.yaml --weights https://host/model.pyth --output-dir out \\
@@ -97,11 +99,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     add_common_arguments(parser)
     parser.add_argument("inputs", nargs="+", help="video files, folders of videos, or glob patterns")
-    parser.add_argument("--config", "--cfg", required=True, help="SlowFast YAML config (slowfast_det or PySlowFast)")
-    parser.add_argument("--weights", required=True, help="SlowFast weights: local path or http(s) URL")
+    models, detectors = _zoo_names()
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help=f"AVA model from the model zoo (default {models[0]}): {', '.join(models)}; "
+                             "downloaded once into the cache (slowfast-zoo list)")
+    parser.add_argument("--config", "--cfg", default=None,
+                        help="SlowFast YAML config (slowfast_det or PySlowFast) instead of the --model's")
+    parser.add_argument("--weights", default=None, help="SlowFast weights (local path or URL) instead of the --model's")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE", help="config overrides")
-    parser.add_argument("--output-dir", required=True, type=Path, help="folder for the per-video outputs")
+    parser.add_argument("--output-dir", type=Path, default=Path("detect_video_out"),
+                        help="folder for the per-video outputs (default ./detect_video_out)")
     det = parser.add_argument_group("person detector (detectron2 Faster R-CNN)")
+    det.add_argument("--detector", default=None, metavar="NAME",
+                     help=f"detector from the model zoo: {', '.join(detectors)} (default: the config's "
+                          "DEMO.DETECTRON2_*, PySlowFast's being the first)")
     det.add_argument("--detector-config", default=None,
                      help="detectron2 model-zoo name or YAML (default: DEMO.DETECTRON2_CFG, "
                           "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml)")
@@ -109,9 +120,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="path or URL, detectron2:// accepted (default: DEMO.DETECTRON2_WEIGHTS)")
     det.add_argument("--detector-opts", nargs="+", default=[], metavar="KEY VALUE",
                      help="detectron2 config overrides, e.g. INPUT.MIN_SIZE_TEST 600")
-    det.add_argument("--detector-threshold", type=_score, default=0.8,
-                     help="keep person boxes with score >= this, in [0, 1] (default 0.8, as PySlowFast's AVA "
-                          "configs)")
+    det.add_argument("--detector-threshold", type=_score, default=None,
+                     help="keep person boxes with score >= this, in [0, 1] (default: the config's "
+                          "DEMO.DETECTRON2_THRESH, 0.8 as PySlowFast's AVA configs)")
     det.add_argument("--person-class", type=int, default=0, help="person class index of the detector (COCO: 0)")
     kf = parser.add_argument_group("keyframes")
     kf.add_argument("--stride", type=_stride, default="1.0",
@@ -137,7 +148,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                           "timeline and the video (the render if any); needs --format csv")
     out.add_argument("--label-map", default=None,
                      help="label map .pbtxt for action names; its largest id must equal MODEL.NUM_CLASSES "
-                          "(default: the bundled AVA v2.2 80-class list)")
+                          "(default: the model's own; for the zoo and hand-given configs the AVA 80-class list)")
     run = parser.add_argument_group("running")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
     run.add_argument("--batch-size", type=_positive_int, default=4,
@@ -155,9 +166,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="redo videos whose outputs already exist, whatever settings made them")
     run.add_argument("--cache-dir", default=None,
-                     help="download cache for URL weights, also where weights hashes are remembered")
+                     help="download cache for URL weights, also where weights hashes are remembered (default "
+                          "$SLOWFAST_DET_CACHE or ~/.cache/slowfast_det/weights)")
+    run.add_argument("--offline", action="store_true",
+                     help="use cached downloads only, never the network (also SLOWFAST_DET_OFFLINE=1)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
+
+
+def _zoo_names() -> tuple[list[str], list[str]]:
+    """Action-model and detector names for --help (built-in ones if the site's zoo file cannot be read)."""
+    from slowfast_det.model_zoo import BUILTIN_ENTRIES, DEFAULT_MODEL, ZooError, list_models
+
+    try:
+        models, detectors = list_models("action"), list_models("detector")
+    except ZooError:
+        models = [e.name for e in BUILTIN_ENTRIES if e.kind == "action"]
+        detectors = [e.name for e in BUILTIN_ENTRIES if e.kind == "detector"]
+    return [DEFAULT_MODEL, *(m for m in models if m != DEFAULT_MODEL)], detectors
 
 
 def _device(name: str) -> str:
@@ -228,43 +254,49 @@ def main(args: argparse.Namespace) -> int:
         check_output_folder(render.parent if render.suffix.lower() == ".mp4" else render, what="--render folder")
     device = _device(args.device)
 
-    from ava_tools.labelmap import AVA_V22_ALL, load_bundled_labelmap, read_labelmap
     from slowfast_det.builders import person_detector_kwargs
-    from slowfast_det.checkpoint.cache import cached_sha256, resolve_weights
+    from slowfast_det.checkpoint.cache import cached_sha256
     from slowfast_det.config import load_config
     from slowfast_det.detection.person import load_detectron2_config
+    from slowfast_det.model_zoo import resolve_detector, resolve_model
     from slowfast_det.pipeline.detector import OutputOptions, run_videos
 
-    cfg = load_config(args.config, args.opts)
-    labels = read_labelmap(args.label_map) if args.label_map else load_bundled_labelmap(AVA_V22_ALL)
+    # a zoo name (default) or a hand-given config/weights; URLs are downloaded into the verified cache
+    fetch = {"cache_dir": args.cache_dir, "offline": args.offline or None, "progress": progress}
+    chosen = resolve_model(args.model, config=args.config, weights=args.weights, label_map=args.label_map)
+    cfg = load_config(chosen.config, args.opts)
+    labels = chosen.labels()
     num_classes = int(cfg.MODEL.NUM_CLASSES)
     if labels.num_classes != num_classes:
-        what = args.label_map if args.label_map else f"the default label map (bundled {AVA_V22_ALL})"
+        what = args.label_map if args.label_map else f"the default label map (bundled {chosen.label_map})"
         raise UserError(
-            f"the model has {num_classes} classes (MODEL.NUM_CLASSES of {args.config}) but {what} has "
+            f"the model has {num_classes} classes (MODEL.NUM_CLASSES of {chosen.config}) but {what} has "
             f"{labels.num_classes} (its largest id): action names would be wrong. Pass --label-map with the "
             f"label map of the model's {num_classes} classes"
         )
     det_defaults = person_detector_kwargs(cfg)
-    det_config = args.detector_config or det_defaults["config"]
-    det_spec = args.detector_weights or det_defaults["weights"]
-    det_cfg = load_detectron2_config(det_config, args.detector_opts)  # a bad detector config fails here, cheaply
-    weights = resolve_weights(args.weights, cache_dir=args.cache_dir, progress=progress)
-    det_weights = resolve_weights(det_spec, cache_dir=args.cache_dir, progress=progress) if det_spec else None
+    det_threshold = det_defaults["score_threshold"] if args.detector_threshold is None else args.detector_threshold
+    weights = chosen.fetch_weights(**fetch)
+    det = resolve_detector(
+        args.detector, config=args.detector_config, weights=args.detector_weights, opts=args.detector_opts,
+        default_config=det_defaults["config"], default_weights=det_defaults["weights"], **fetch,
+    )
+    det_config, det_weights, det_opts = det.config, det.weights, list(det.opts)
+    det_cfg = load_detectron2_config(det_config, det_opts)
     settings = {
         "model": {"config": _plain(cfg), "weights_sha256": cached_sha256(weights, cache_dir=args.cache_dir)},
         "detector": {
             "config": str(det_config),
             "config_sha256": hashlib.sha256(det_cfg.dump().encode()).hexdigest(),
             "weights_sha256": cached_sha256(det_weights, cache_dir=args.cache_dir) if det_weights else None,
-            "threshold": args.detector_threshold,
+            "threshold": det_threshold,
             "person_class": args.person_class,
         },
         "tracker": {"iou": args.tracker_iou, "max_age": args.tracker_max_age},
     }
-    info = {"config": str(args.config), "opts": list(args.opts), "weights": str(weights),
+    info = {"model": args.model, "config": str(chosen.config), "opts": list(args.opts), "weights": str(weights),
             "detector_weights": None if det_weights is None else str(det_weights),
-            "detector_opts": list(args.detector_opts), "label_map": labels.source}
+            "detector_opts": det_opts, "label_map": labels.source}
 
     def build_runner() -> VideoActionDetector:
         """Both models, loaded only once some video needs them."""
@@ -284,8 +316,8 @@ def main(args: argparse.Namespace) -> int:
             if not args.no_optimize:
                 model = optimize_for_inference(model)
             detector = PersonDetector(
-                config=det_config, weights=det_weights, score_threshold=args.detector_threshold,
-                person_class=args.person_class, opts=args.detector_opts, device=device, batch_size=args.batch_size,
+                config=det_config, weights=det_weights, score_threshold=det_threshold,
+                person_class=args.person_class, opts=det_opts, device=device, batch_size=args.batch_size,
                 cache_dir=args.cache_dir, progress=progress,
             )
             return VideoActionDetector(
@@ -297,7 +329,7 @@ def main(args: argparse.Namespace) -> int:
         except UserError:
             raise
         except ValueError as exc:  # a config value the model builders reject
-            raise UserError(f"{args.config}: {exc}") from exc
+            raise UserError(f"{chosen.config}: {exc}") from exc
 
     options = OutputOptions(
         output_dir=args.output_dir, class_names=labels.names(), format=args.format, json=args.json,
