@@ -14,17 +14,17 @@ LINT_PATHS  := slowfast_det ava_tools tests
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml slowfast_det/detection/install.py slowfast_det/detection/ext_standin.py
+$(STAMP): setup.cfg pyproject.toml slowfast_det/detection/install.py slowfast_det/detection/ext_standin.py slowfast_det/tools/install_detectron2.py
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools<81" wheel
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test]"
-	$(PY) -m slowfast_det.detection.install
+	$(PY) -m slowfast_det.tools.install_detectron2
 	$(PY) -c "import slowfast_det.detection.compat as c; c.import_detectron2(); import torch, torchvision, av, cv2; print('environment ok: torch', torch.__version__)"
 	touch $(STAMP)
 
 detectron2: install
-	$(PY) -m slowfast_det.detection.install --force
+	$(PY) -m slowfast_det.tools.install_detectron2 --force
 
 lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)

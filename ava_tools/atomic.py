@@ -10,6 +10,7 @@ mode 0600; before the rename the file gets the mode a plain ``open(path, "w")`` 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "atomic_output",
+    "check_output_file",
+    "check_output_folder",
     "default_file_mode",
     "set_default_permissions",
     "write_bytes_atomic",
@@ -96,10 +99,91 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str], **to_csv
 
 
 def write_json_atomic(
-    obj: Any, path: str | os.PathLike[str], *, indent: int | None = 1, **dump_kwargs: Any
+    obj: Any, path: str | os.PathLike[str], *, indent: int | None = 1, nan_as_null: bool = False, **dump_kwargs: Any
 ) -> Path:
-    """Write ``obj`` as JSON plus a final newline atomically; ``dump_kwargs`` go to ``json.dump``."""
+    """Write ``obj`` as JSON plus a final newline atomically; ``dump_kwargs`` go to ``json.dump``.
+
+    ``nan_as_null`` writes NaN and infinite floats as ``null`` (strict JSON) instead of ``NaN``/``Infinity``
+    (pass ``allow_nan=False`` to refuse them instead).
+    """
+    if nan_as_null:
+        obj = _finite_or_none(obj)
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=indent, **dump_kwargs)
         f.write("\n")
     return Path(path)
+
+
+def _finite_or_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite_or_none(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks before long work: can the outputs be written at all?
+# ---------------------------------------------------------------------------------------------------------
+def _writable_ancestor(folder: Path) -> tuple[Path, str | None]:
+    """The folder itself or, if missing, its nearest existing parent, and why outputs cannot go there (None: they
+    can). A file is created and removed to test it: permission bits alone miss read-only mounts and immutable
+    folders."""
+    probe = folder
+    while not probe.exists():
+        if probe.is_symlink():
+            return probe, "is a broken symbolic link"
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return probe, "is a file, not a folder"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".write-test.", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return probe, f"is not writable ({exc.strerror or exc})"
+    return probe, None
+
+
+def check_output_folder(folder: str | os.PathLike[str], *, what: str = "output folder") -> None:
+    """Check that outputs can be written into ``folder`` (created later if missing), creating nothing that stays.
+
+    Raises:
+        UserError: naming ``what``, the folder and what is wrong with it (a file, a broken link, not writable,
+            or, for a missing folder, the same about its nearest existing parent).
+    """
+    from ava_tools.cli import UserError
+
+    folder = Path(folder).expanduser()
+    probe, problem = _writable_ancestor(folder)
+    if problem is None:
+        return
+    if probe == folder:
+        if problem == "is a file, not a folder":
+            problem += ": name a folder (it is created if missing)"
+        raise UserError(f"{what} {folder} {problem}")
+    raise UserError(f"{what} {folder} cannot be created: {probe} {problem}")
+
+
+def check_output_file(path: str | os.PathLike[str], *, what: str = "output file") -> None:
+    """Check, before any work, that a file can be written at ``path`` (its folder created later if missing).
+
+    Raises:
+        UserError: ``path`` is a folder, or its (nearest existing) folder is a file or does not take new files;
+            the message names ``what`` and the path as given.
+    """
+    from ava_tools.cli import UserError
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UserError(f"{what} {os.fspath(path)}: is a folder; give a file name")
+    probe, problem = _writable_ancestor(target.parent)
+    if problem is None:
+        return
+    if problem == "is a file, not a folder":
+        raise UserError(f"{what} {os.fspath(path)}: {probe} is not a folder")
+    raise UserError(f"{what} {os.fspath(path)}: cannot write in {probe} ({problem})")

@@ -33,12 +33,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ava_tools import labelmap
 from ava_tools.compression import DECODE_ERRORS, READABLE, open_text, sniff_compression, unsupported_message
+from ava_tools.labelmap import AvaFormatError
 
 __all__ = [
     "ANNOTATION_COLUMNS",
-    "AvaFormatError",
     "EXCLUSION_COLUMNS",
     "FRAME_LIST_COLUMNS",
     "PREDICTED_BOX_COLUMNS",
@@ -61,28 +60,9 @@ _FRAME_LIST_HEADER_FIRST = (
 )  # PySlowFast's spelling, and the fixed one
 
 
-class AvaFormatError(labelmap.AvaFormatError):
-    """A malformed line in an AVA text file (a :class:`ava_tools.labelmap.AvaFormatError`, so one ``except``
-    catches the errors of every AVA reader).
-
-    Attributes:
-        path: the file.
-        line: 1-based line number (None when the problem is not one line).
-        column: 1-based column number (None when the problem is the whole line).
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str], line: int | None, column: int | None, message: str
-    ) -> None:
-        self.path = str(path)
-        self.line = line
-        self.column = column
-        where = self.path
-        if line is not None:
-            where += f", line {line}"
-        if column is not None:
-            where += f", column {column}"
-        super().__init__(f"{where}: {message}")
+def _error(path: str | os.PathLike[str], line: int | None, column: int | None, message: str) -> AvaFormatError:
+    """An :class:`AvaFormatError` located at ``path`` (1-based ``line`` and ``column``, None when not one)."""
+    return AvaFormatError(message, path=path, line=line, column=column)
 
 
 @dataclass(frozen=True)
@@ -136,17 +116,17 @@ def _read_pandas(path: Path, n_columns: int, sep: str, skiprows: int, compressio
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if match:
             expected, line, saw = (int(g) for g in match.groups())
-            raise AvaFormatError(
+            raise _error(
                 path, line, None, f"{saw} fields, expected at most {expected} (as on the first line)"
             ) from exc
-        raise AvaFormatError(path, None, None, f"cannot be parsed: {exc}") from exc
+        raise _error(path, None, None, f"cannot be parsed: {exc}") from exc
     except UnicodeDecodeError as exc:
         what = "not UTF-8 text" if compression is None else f"{compression}-compressed, but not UTF-8 text inside"
-        raise AvaFormatError(path, None, None, f"{what}: {exc}") from exc
+        raise _error(path, None, None, f"{what}: {exc}") from exc
     except DECODE_ERRORS as exc:
         if compression is None:
             raise
-        raise AvaFormatError(path, None, None, f"corrupt or truncated {compression} data ({exc})") from exc
+        raise _error(path, None, None, f"corrupt or truncated {compression} data ({exc})") from exc
     return pa.table({str(j): pa.array(frame[j].tolist(), type=pa.string()) for j in frame.columns})
 
 
@@ -197,7 +177,7 @@ def _compression(path: Path) -> str | None:
         raise FileNotFoundError(f"{path}: no such file")
     compression = sniff_compression(path)
     if compression is not None and compression not in READABLE:
-        raise AvaFormatError(path, None, None, unsupported_message(compression))
+        raise _error(path, None, None, unsupported_message(compression))
     return compression
 
 
@@ -226,13 +206,13 @@ def _to_numeric(text: pa.ChunkedArray | pa.Array, kind: str, path: Path, column:
         parse: Callable[[str], object] = float if kind == "float" else int
         bad = _python_parse(texts, parse)
         if bad is not None:
-            raise AvaFormatError(path, bad + 1, column, f"{name} {texts[bad]!r} is not {_EXPECTED[kind]}") from None
+            raise _error(path, bad + 1, column, f"{name} {texts[bad]!r} is not {_EXPECTED[kind]}") from None
         values = np.array([parse(t) for t in texts], dtype=np.float64 if kind == "float" else np.int64)
     if kind == "float":
         finite = np.isfinite(values)
         if not finite.all():
             bad = int(np.argmin(finite))
-            raise AvaFormatError(path, bad + 1, column, f"{name} {text[bad].as_py()!r} is not {_EXPECTED[kind]}")
+            raise _error(path, bad + 1, column, f"{name} {text[bad].as_py()!r} is not {_EXPECTED[kind]}")
     return values
 
 
@@ -258,7 +238,7 @@ def _parse_table(path: Path, spec: Sequence[_Col], *, with_source: bool) -> pd.D
     if raw.num_rows and not (n_min <= n_cols <= len(spec)):
         expected = str(len(spec)) if n_min == len(spec) else f"{n_min} or {len(spec)}"
         names = ",".join(c.name for c in spec)
-        raise AvaFormatError(path, 1, None, f"{n_cols} fields, expected {expected} ({names})")
+        raise _error(path, 1, None, f"{n_cols} fields, expected {expected} ({names})")
     out: dict[str, pa.ChunkedArray | pa.Array | np.ndarray] = {}
     for j, col in enumerate(spec):
         if j >= n_cols:
@@ -270,7 +250,7 @@ def _parse_table(path: Path, spec: Sequence[_Col], *, with_source: bool) -> pd.D
             if bad is not None:
                 blank = all(raw.column(k)[bad].as_py() == "" for k in range(n_cols))
                 what = "empty line" if blank else "empty field"
-                raise AvaFormatError(
+                raise _error(
                     path, bad + 1, j + 1, f"{what}; expected {col.name} ({_EXPECTED['str']})"
                 )
             out[col.name] = text
@@ -340,15 +320,15 @@ def read_frame_list_table(path: str | os.PathLike[str]) -> pa.Table:
         with open_text(path, compression, errors="replace") as f:
             first_line = f.readline()
     except DECODE_ERRORS as exc:
-        raise AvaFormatError(path, None, None, f"corrupt or truncated {compression} data ({exc})") from exc
+        raise _error(path, None, None, f"corrupt or truncated {compression} data ({exc})") from exc
     if not first_line:
-        raise AvaFormatError(
+        raise _error(
             path, None, None, f"{_empty_description(path)}; expected a frame list with the header line "
             f"'{' '.join(FRAME_LIST_COLUMNS)}'"
         )
     header = first_line.split()
     if not header or header[0] not in _FRAME_LIST_HEADER_FIRST:
-        raise AvaFormatError(
+        raise _error(
             path,
             1,
             None,
@@ -358,7 +338,7 @@ def read_frame_list_table(path: str | os.PathLike[str]) -> pa.Table:
     if raw.num_rows == 0:
         return pa.table({name: pa.array([], type=pa.string()) for name in FRAME_LIST_COLUMNS})
     if raw.num_columns != 5:
-        raise AvaFormatError(
+        raise _error(
             path, 2, None, f"{raw.num_columns} fields, expected 5 ({' '.join(FRAME_LIST_COLUMNS)})"
         )
     bad = _first_empty(raw.column(4))
@@ -367,7 +347,7 @@ def read_frame_list_table(path: str | os.PathLike[str]) -> pa.Table:
         bad = first
     if bad is not None:
         n_fields = sum(raw.column(k)[bad].as_py() != "" for k in range(5))
-        raise AvaFormatError(
+        raise _error(
             path, bad + 2, None, f"{n_fields} fields, expected 5 ({' '.join(FRAME_LIST_COLUMNS)})"
         )
     return raw.rename_columns(list(FRAME_LIST_COLUMNS))

@@ -42,7 +42,25 @@ CATEGORY_GROUPS: dict[str, tuple[int, int]] = {
 
 
 class AvaFormatError(UserError, ValueError):
-    """An AVA input file (label map, CSV) or table that cannot be read; the message names file, line, problem."""
+    """An AVA input file (label map, CSV) or table that cannot be read; the message names file, line, problem.
+
+    The one error class of every AVA reader. Given ``path`` (and ``line``, ``column``: 1-based, None when the
+    problem is not one line or field), the message is prefixed with ``"PATH, line L, column C: "`` and the
+    location is kept in the attributes of the same names.
+    """
+
+    def __init__(
+        self, message: str, *, path: str | os.PathLike[str] | None = None, line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.column = column
+        if self.path is not None:
+            where = self.path + (f", line {line}" if line is not None else "")
+            where += f", column {column}" if column is not None else ""
+            message = f"{where}: {message}"
+        super().__init__(message)
 
 
 @dataclass(frozen=True)

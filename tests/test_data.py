@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ava_tools.io import AvaFormatError
+from ava_tools.labelmap import AvaFormatError
 from slowfast_det.data import (
     AvaDataset,
     SampleError,

@@ -718,12 +718,12 @@ def test_streaming_pieces_and_pool_pruning_match_reference(
 ) -> None:
     """Force tiny CSV pieces (keyframes split across pieces, carried rows, line-range re-reads for the exact
     replay) and a tiny candidate pool (re-pruning, unsorted pool): still equal to the reference."""
-    import ava_tools.evaluate as ev_module
+    from ava_tools.evaluate import cap, readers
 
-    monkeypatch.setattr(ev_module, "_CHUNK_BYTES", 700)
+    monkeypatch.setattr(readers, "_CHUNK_BYTES", 700)
     rng = random.Random(99)
     for case in range(16):
-        monkeypatch.setattr(ev_module, "_POOL_LIMIT", 120 if case % 4 < 2 else 10**9)
+        monkeypatch.setattr(cap, "_POOL_LIMIT", 120 if case % 4 < 2 else 10**9)
         legacy = case % 2 == 1
         d = tmp_path / f"s{case}"
         d.mkdir()

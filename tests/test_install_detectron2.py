@@ -100,8 +100,11 @@ def test_sha256_pin_refuses_other_files(tmp_path: Path) -> None:
 def test_main_refuses_an_unpinned_sdist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / inst.SDIST_FILENAME
     _fake_sdist(path)
-    args = inst.get_args_parser().parse_args(["--sdist", str(path), "--force", "--python", "/nonexistent/python"])
-    assert inst.main(args) == 2
+    from ava_tools.cli import run_cli
+    from slowfast_det.tools import install_detectron2 as tool
+
+    argv = ["--sdist", str(path), "--force", "--python", "/nonexistent/python"]
+    assert run_cli(tool.main, tool.get_args_parser(), argv) == 2
     assert "does not match the pinned" in capsys.readouterr().err
 
 

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -43,7 +42,6 @@ __all__ = [
     "resolve_url",
     "cache_path_for",
     "cached_sha256",
-    "copy_into_cache",
     "resolve_weights",
     "sha256_of",
 ]
@@ -224,14 +222,6 @@ def _download(url: str, target: Path, *, expected: str | None, progress: bool, t
         got = digest.hexdigest()
         if expected is not None and got != expected:
             raise WeightsError(f"download of {url} has sha256 {got}, expected {expected}; nothing was cached")
-
-
-def copy_into_cache(src: str | os.PathLike[str], url: str, cache_dir: str | os.PathLike[str]) -> Path:
-    """Place an already downloaded file where :func:`resolve_weights` looks for ``url`` (offline machines)."""
-    target = cache_path_for(resolve_url(url)[0], cache_dir)
-    with atomic_output(target, suffix=".part") as tmp:
-        shutil.copyfile(src, tmp)
-    return target
 
 
 # ---------------------------------------------------------------------------------------------------------

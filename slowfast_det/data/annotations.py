@@ -23,7 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ava_tools.io import AvaFormatError, read_annotations, read_frame_list_table, read_predicted_boxes
+from ava_tools.io import read_annotations, read_frame_list_table, read_predicted_boxes
+from ava_tools.labelmap import AvaFormatError
 from slowfast_det.data.clips import AVA_KEYFRAME_RANGE
 
 __all__ = ["FrameLists", "Keyframes", "describe", "load_boxes_and_labels", "load_frame_lists"]
@@ -168,10 +169,8 @@ def load_boxes_and_labels(
         if bad.any():
             i = int(np.argmax(bad))
             raise AvaFormatError(
-                path,
-                int(table["line"].iloc[i]),
-                7,
                 f"action id {action[i]} outside the label range 1..{num_classes}",
+                path=path, line=int(table["line"].iloc[i]), column=7,
             )
         sec = table["timestamp"].to_numpy()
         keep = np.ones(len(table), dtype=bool)
@@ -207,10 +206,8 @@ def load_boxes_and_labels(
     if vid.isna().any():
         i = int(np.argmax(vid.isna().to_numpy()))
         raise AvaFormatError(
-            files[int(rows["file"].iloc[i])][0],
-            int(rows["line"].iloc[i]),
-            1,
             f"video {rows['video_id'].iloc[i]!r} is not in the frame lists",
+            path=files[int(rows["file"].iloc[i])][0], line=int(rows["line"].iloc[i]), column=1,
         )
     rows["video_idx"] = vid.to_numpy(dtype=np.int64)
 

@@ -1,6 +1,6 @@
 """Compatibility shims that let detectron2 v0.6 import on a current stack, also when installed before they existed.
 
-``python -m slowfast_det.detection.install`` makes the installed detectron2 self-sufficient (it ships the
+``python -m slowfast_det.tools.install_detectron2`` makes the installed detectron2 self-sufficient (it ships the
 ``_C`` stand-in and fixes the Pillow constant in its sources), so a user's own detectron2 script needs nothing
 from here. This module is what the project calls before importing detectron2 (:func:`patch`,
 :func:`import_detectron2`); each step acts only when needed, so it also covers detectron2 installs made before
@@ -80,7 +80,7 @@ def _install_extension_stub() -> None:
     parent = importlib.util.find_spec("detectron2")
     if parent is None:
         raise ImportError(
-            "detectron2 is not installed. Run `make detectron2` (or `python -m slowfast_det.detection.install`) "
+            "detectron2 is not installed. Run `make detectron2` (or `python -m slowfast_det.tools.install_detectron2`) "
             "to install v0.6 from the PyPI sdist pb1-detectron2; see the 'Detectron2' section of the README"
         )
     spec = importlib.util.find_spec("detectron2._C")

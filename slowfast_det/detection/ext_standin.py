@@ -1,6 +1,6 @@
 """Pure-Python stand-in for detectron2's C++ extension ``detectron2._C``.
 
-``python -m slowfast_det.detection.install`` copies this file into the installed detectron2 package as
+``python -m slowfast_det.tools.install_detectron2`` copies this file into the installed detectron2 package as
 ``detectron2/_C.py``, so that detectron2 imports on its own (a user's script needs no ``slowfast_det``
 import). ``slowfast_det.detection.compat`` registers this same module as ``detectron2._C`` for detectron2 installs made
 before that (no ``_C`` at all). A real compiled extension always wins: Python's import system prefers an
@@ -25,7 +25,7 @@ STANDIN_VERSION = 2
 
 _HELP = (
     "see the 'Detectron2' section of the slowfast_det README: this detectron2 is the Python-only install of "
-    "`python -m slowfast_det.detection.install` (rotated boxes, deformable convolution and the fast COCO "
+    "`python -m slowfast_det.tools.install_detectron2` (rotated boxes, deformable convolution and the fast COCO "
     "evaluator need the C++ extension); for those ops install the official detectron2 build with its C++ "
     "extension, e.g. `pip install 'git+https://github.com/facebookresearch/detectron2.git@v0.6'` "
     "(needs internet and a compiler)"

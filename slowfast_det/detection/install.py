@@ -24,26 +24,24 @@ Without ``--force`` an existing detectron2 is kept, except an install made by an
 (no stand-in, or an older one), which is upgraded in place. The alternative route on machines with internet is
 the official build from source: ``pip install 'git+https://github.com/facebookresearch/detectron2.git@v0.6'``.
 
-Usage: ``python -m slowfast_det.detection.install [--sdist FILE] [--python PY] [--target DIR] [--force]``.
+Command line: ``slowfast-install-detectron2`` / ``python -m slowfast_det.tools.install_detectron2 [--sdist FILE]
+[--python PY] [--target DIR] [--force]`` (:mod:`slowfast_det.tools.install_detectron2`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 
-from ava_tools.cli import UserError, add_common_arguments, run_cli
+from ava_tools.cli import UserError
 
 SDIST_NAME = "pb1-detectron2"
 SDIST_VERSION = "0.6"
@@ -259,41 +257,3 @@ def needs_upgrade(found: dict[str, str | None]) -> bool:
         return False  # not ours (e.g. the official build): never replaced without --force
     ours = standin_version(STANDIN_SOURCE.read_text(encoding="utf-8"))
     return standin_version(found.get("standin") or "") != ours
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser)
-    parser.add_argument("--sdist", type=Path, default=None, help="local pb1-detectron2-0.6.tar.gz (offline)")
-    parser.add_argument("--python", default=sys.executable, help="interpreter whose environment gets detectron2")
-    parser.add_argument("--index-url", default=os.environ.get("PIP_INDEX_URL", DEFAULT_INDEX))
-    parser.add_argument("--target", type=Path, default=None,
-                        help="install into this folder (pip --target) instead of the interpreter's environment")
-    parser.add_argument("--force", action="store_true", help="reinstall even if detectron2 is present")
-    return parser
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        if not args.force and args.target is None:
-            found = installed_detectron2(args.python)
-            if found is not None and not needs_upgrade(found):
-                print(f"detectron2 {found['version']} is already installed; use --force to reinstall")
-                return 0
-            if found is not None:
-                print("detectron2 0.6 was installed by an older version of this script (no stand-in detectron2/_C.py "
-                      "or an older one, Pillow fix missing): upgrading it")
-        where = install(args.sdist, args.python, args.index_url, target=args.target)
-    except InstallError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"detectron2 0.6 (Python only, pure-Python stand-in for its C++ ops) installed and importable: {where}")
-    return 0
-
-
-def cli(argv: Sequence[str] | None = None) -> None:
-    sys.exit(run_cli(main, get_args_parser(), argv))
-
-
-if __name__ == "__main__":
-    cli()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,7 +65,6 @@ __all__ = [
     "predict",
     "predictions_to_detections",
     "run_test",
-    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -409,21 +407,6 @@ def copy_groundtruth_csv(
     return target
 
 
-def write_json_atomic(data: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` as indented JSON (NaN as null) atomically."""
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
-    return atomic.write_json_atomic(clean(data), path, indent=2)
-
-
 def format_results(out: EvaluationOutput) -> str:
     """Per-class AP table and mAP (``ava_tools.evaluate.format_report``) with the semantics used."""
     from ava_tools.evaluate import format_report
@@ -498,7 +481,7 @@ def run_test(
         keyframe_stride=keyframe_stride,
     )
     if write_files:
-        write_json_atomic(
+        atomic.write_json_atomic(
             {
                 "mAP": out.map,
                 "semantics": out.semantics,
@@ -514,5 +497,7 @@ def run_test(
                 "keyframe_stride": keyframe_stride,
             },
             output_dir / "metrics.json",
+            indent=2,
+            nan_as_null=True,
         )
     return out

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ava_tools.atomic import check_output_folder, set_default_permissions, write_json_atomic
 from ava_tools.cli import UserError, version_string
 from slowfast_det.boxes import BoxMode, clip, convert
 from slowfast_det.data.clips import pack_pathways
@@ -83,7 +84,6 @@ __all__ = [
     "RunSummary",
     "VideoActionDetector",
     "VideoResult",
-    "check_output_folder",
     "expand_inputs",
     "meta_path",
     "output_paths",
@@ -548,48 +548,6 @@ def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], 
     return videos, problems
 
 
-def check_output_folder(folder: str | os.PathLike[str], *, what: str = "output folder") -> None:
-    """Check that outputs can be written into ``folder`` without creating anything that stays.
-
-    An existing folder must be a folder in which a file can be created (tested by creating and removing a
-    small file: permission bits alone miss read-only mounts and immutable folders). A missing folder must be
-    creatable: its nearest existing parent must be such a folder.
-
-    Args:
-        folder: the folder.
-        what: how messages name it (e.g. ``--output-dir``).
-    Raises:
-        UserError: naming the folder and what is wrong with it.
-    """
-    folder = Path(folder).expanduser()
-    probe = folder
-    while not probe.exists():
-        if probe.is_symlink():
-            raise UserError(f"{what} {folder}: {probe} is a broken symbolic link")
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        if probe == folder:
-            raise UserError(f"{what} {folder} is a file, not a folder: name a folder (it is created if missing)")
-        raise UserError(f"{what} {folder} cannot be created: {probe} is a file, not a folder")
-    try:
-        fd, name = _probe_file(probe)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if probe == folder:
-            raise UserError(f"{what} {folder} is not writable ({reason})") from exc
-        raise UserError(f"{what} {folder} cannot be created: {probe} is not writable ({reason})") from exc
-
-
-def _probe_file(folder: Path) -> tuple[int, str]:
-    import tempfile
-
-    return tempfile.mkstemp(prefix=".write-test.", dir=folder)
-
-
 @dataclass(frozen=True)
 class OutputOptions:
     """What :func:`run_videos` writes per video.
@@ -996,16 +954,16 @@ def _write_outputs(result: VideoResult, video: Path, paths: dict[str, Path], met
     if options.format == "csv":
         tables.write_actions_csv(paths["table"], table)
     else:
-        tables.set_default_permissions(tables.write_detections_csv(paths["table"], tables.actions_to_ava_frame(table)))
+        set_default_permissions(tables.write_detections_csv(paths["table"], tables.actions_to_ava_frame(table)))
     if "json" in paths:
-        tables.write_json_atomic(_json_document(result, options), paths["json"])
+        write_json_atomic(_json_document(result, options), paths["json"], indent=1, allow_nan=False)
     result.timings["write"] = time.perf_counter() - tic
     if "render" in paths:
         tic = time.perf_counter()
         render_video(video, paths["render"], _render_keyframes(result, options), hold=stride / 2,
                      short_side=options.render_short_side)
         result.timings["render"] = time.perf_counter() - tic
-    tables.write_json_atomic(
+    write_json_atomic(
         {
             "format": _META_FORMAT,
             "settings": settings,
@@ -1013,4 +971,6 @@ def _write_outputs(result: VideoResult, video: Path, paths: dict[str, Path], met
                      "warnings": result.warnings},
         },
         meta,
+        indent=1,
+        allow_nan=False,
     )

@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ava_tools import atomic
-from ava_tools.atomic import set_default_permissions
 
-__all__ = ["AVA_DETECTION_COLUMNS", "detections_frame", "write_csv_atomic", "write_detections_csv"]
+__all__ = ["AVA_DETECTION_COLUMNS", "detections_frame", "write_detections_csv"]
 
 AVA_DETECTION_COLUMNS = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"]
 
@@ -76,11 +75,6 @@ def detections_frame(
     )
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str], *, header: bool = False) -> Path:
-    """Write ``frame`` as CSV (no index) to ``path`` atomically; returns the path."""
-    return atomic.write_csv_atomic(frame, path, header=header)
-
-
 def write_detections_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
     """Write an AVA detection table (see :func:`detections_frame`) without header, atomically.
 
@@ -89,15 +83,14 @@ def write_detections_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> P
     """
     if list(frame.columns) != AVA_DETECTION_COLUMNS:
         raise ValueError(f"detection table columns must be {AVA_DETECTION_COLUMNS}, got {list(frame.columns)}")
-    return write_csv_atomic(frame, path, header=False)
+    return atomic.write_csv_atomic(frame, path, header=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # per-person action tables of detect-video (slowfast_det.pipeline.detector)
 # ---------------------------------------------------------------------------------------------------------
 
-__all__ += ["ACTION_COLUMNS", "actions_to_ava_frame", "person_actions_frame", "write_actions_csv", "write_json_atomic",
-            "set_default_permissions"]
+__all__ += ["ACTION_COLUMNS", "actions_to_ava_frame", "person_actions_frame", "write_actions_csv"]
 
 #: Columns of ``<name>.actions.csv`` (written with this header).
 ACTION_COLUMNS = [
@@ -215,9 +208,4 @@ def write_actions_csv(path: str | os.PathLike[str], actions: pd.DataFrame) -> Pa
     """Write a :func:`person_actions_frame` table with its header, atomically (an empty table: header only)."""
     if list(actions.columns) != ACTION_COLUMNS:
         raise ValueError(f"action table columns must be {ACTION_COLUMNS}, got {list(actions.columns)}")
-    return write_csv_atomic(actions, path, header=True)
-
-
-def write_json_atomic(data: object, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` as JSON (indent 1, NaN/inf rejected) to ``path`` atomically; returns the path."""
-    return atomic.write_json_atomic(data, path, indent=1, allow_nan=False)
+    return atomic.write_csv_atomic(actions, path, header=True)

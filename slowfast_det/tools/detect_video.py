@@ -231,7 +231,8 @@ def main(args: argparse.Namespace) -> int:
     """
     from fractions import Fraction
 
-    from slowfast_det.pipeline.detector import check_output_folder, expand_inputs
+    from ava_tools.atomic import check_output_folder
+    from slowfast_det.pipeline.detector import expand_inputs
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.report and args.format != "csv":
