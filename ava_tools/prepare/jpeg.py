@@ -19,11 +19,14 @@ to PyAV's conversion to ``yuvj420p``.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
 
 __all__ = ["FfmpegJpegWriter", "full_range_tables"]
+
+_FF_QP2LAMBDA = 118  # libavcodec: lambda per quantiser step
 
 
 def full_range_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -45,18 +48,19 @@ class FfmpegJpegWriter:
 
     def __init__(self, *, qscale: int = 1) -> None:
         self.qscale = qscale
-        self._ctx: av.CodecContext | None = None
+        self._ctx: Any = None  # av.VideoCodecContext of the mjpeg encoder
         self._count = 0
         self._luma, self._chroma = full_range_tables()
 
-    def _context(self, width: int, height: int) -> av.CodecContext:
+    def _context(self, width: int, height: int) -> Any:
         ctx = self._ctx
         if ctx is None or (ctx.width, ctx.height) != (width, height):
             ctx = av.CodecContext.create("mjpeg", "w")
             ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuvj420p"
             ctx.color_range = 2  # full range (JPEG)
             ctx.time_base = Fraction(1, 30)
-            ctx.qscale = self.qscale
+            ctx.qscale = True  # fixed quantiser: ffmpeg's -q:v N sets global_quality = N * FF_QP2LAMBDA
+            ctx.global_quality = self.qscale * _FF_QP2LAMBDA
             ctx.thread_count = 1  # one slice, as ffmpeg's command line
             self._ctx = ctx
         return ctx
@@ -70,8 +74,8 @@ class FfmpegJpegWriter:
         for i, table in enumerate((self._luma, self._chroma, self._chroma)):
             src, dst = frame.planes[i], out.planes[i]
             w, h = src.width, src.height
-            plane = np.frombuffer(src, np.uint8).reshape(h, src.line_size)[:, :w]
-            np.frombuffer(dst, np.uint8).reshape(h, dst.line_size)[:, :w] = table[plane]
+            plane = np.frombuffer(memoryview(src), np.uint8).reshape(h, src.line_size)[:, :w]
+            np.frombuffer(memoryview(dst), np.uint8).reshape(h, dst.line_size)[:, :w] = table[plane]
         return out
 
     def encode(self, frame: av.VideoFrame) -> bytes:
