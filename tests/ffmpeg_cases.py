@@ -144,9 +144,12 @@ class FfmpegRun:
 
 
 def run_pyslowfast_commands(
-    ffmpeg: str, src: Path, work: Path, *, start: float, duration: float, fps: float = 30, bits: int = 10
+    ffmpeg: str, src: Path, work: Path, *, start: float, duration: float | None, fps: float = 30, bits: int = 10
 ) -> FfmpegRun:
-    """``ffmpeg -ss START -t DURATION -i SRC cut.mp4`` then ``ffmpeg -i cut.mp4 -r FPS -q:v 1 %06d.jpg``."""
+    """``ffmpeg -ss START -t DURATION -i SRC cut.mp4`` then ``ffmpeg -i cut.mp4 -r FPS -q:v 1 %06d.jpg``.
+
+    ``duration=None``: no ``-t`` (to the end of the source).
+    """
     work.mkdir(parents=True, exist_ok=True)
     cut = work / "cut.mp4"
     frames = work / "frames"
@@ -155,7 +158,9 @@ def run_pyslowfast_commands(
     frames.mkdir()
     quiet = ["-nostdin", "-y", "-loglevel", "error"]
     subprocess.run(
-        [ffmpeg, *quiet, "-ss", format_seconds(start), "-t", format_seconds(duration), "-i", str(src), str(cut)],
+        [ffmpeg, *quiet, "-ss", format_seconds(start)]
+        + ([] if duration is None else ["-t", format_seconds(duration)])
+        + ["-i", str(src), str(cut)],
         check=True,
     )
     subprocess.run(

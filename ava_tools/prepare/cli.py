@@ -23,12 +23,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("videos", nargs="+", help="video files or folders of videos")
     p.add_argument("--frames", required=True, type=Path, help="output root: FRAMES/{vid}/{vid}_%%06d.jpg")
     p.add_argument("--frame-list", required=True, type=Path, help="frame list CSV to write (e.g. train.csv)")
-    p.add_argument(
-        "--start-sec", type=float, default=AVA_START_SEC, help="cut start in seconds (default 900)"
-    )
-    p.add_argument(
-        "--end-sec", type=float, default=AVA_END_SEC, help="cut end in seconds, exclusive (default 1801)"
-    )
+    p.add_argument("--start-sec", type=float, default=AVA_START_SEC, help="cut start in seconds (default 900)")
+    p.add_argument("--end-sec", type=float, default=AVA_END_SEC, help="cut end in seconds, exclusive (default 1801)")
     p.add_argument("--fps", type=float, default=30.0, help="output frame rate (default 30)")
     p.add_argument(
         "--ffmpeg",

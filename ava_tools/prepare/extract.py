@@ -59,8 +59,7 @@ def video_id_from_path(path: str | os.PathLike[str]) -> str:
     video_id = Path(path).stem
     if not video_id or any(ch.isspace() for ch in video_id):
         raise ValueError(
-            f"{path}: video id {video_id!r} must be non-empty without whitespace "
-            "(frame lists are space separated)"
+            f"{path}: video id {video_id!r} must be non-empty without whitespace (frame lists are space separated)"
         )
     return video_id
 
@@ -128,9 +127,7 @@ def _install(tmp_dir: Path, video_dir: Path, video_id: str) -> None:
     shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _seek_and_decode(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, target_pts: int
-):  # type: ignore[no-untyped-def]
+def _seek_and_decode(container: av.container.InputContainer, stream: av.video.stream.VideoStream, target_pts: int):  # type: ignore[no-untyped-def]
     """Decode from the keyframe at or before ``target_pts`` (from the file start if the seek overshoots)."""
     if target_pts > 0:
         container.seek(target_pts, stream=stream, backward=True, any_frame=False)

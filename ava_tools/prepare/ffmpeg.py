@@ -106,8 +106,8 @@ def _seconds_arg(x: float) -> str:
 def _run(cmd: list[str], what: str, video_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        detail = lines[-1] if lines else f"exit status {proc.returncode}"
+        lines = list(dict.fromkeys(ln.strip() for ln in proc.stderr.splitlines() if ln.strip()))
+        detail = " | ".join(lines[:3]) if lines else f"exit status {proc.returncode}"
         raise VideoDecodeError(f"{video_path}: ffmpeg {what} failed: {detail}")
 
 
@@ -128,7 +128,7 @@ def run_pyslowfast_commands(
     ``-t``.
 
     Raises:
-        VideoDecodeError: either command failed (its last error line is in the message).
+        VideoDecodeError: either command failed (its first error lines are in the message).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     cut = out_dir / "cut.mp4"
