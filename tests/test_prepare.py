@@ -197,11 +197,24 @@ def test_resume_skips_done_and_redoes_partial(videos: dict[str, Path], tmp_path:
     assert len(files_of(tmp_path / "v30")) == 30
 
 
-def test_too_short_is_an_error(videos: dict[str, Path], tmp_path: Path) -> None:
+def test_too_short_keeps_existing_frames_with_a_warning(videos: dict[str, Path], tmp_path: Path) -> None:
+    # 4 s video, cut [1, 10): ffmpeg writes the frames that exist; so do we, with a warning, and the frame
+    # list agrees with the files
+    summary = prepare([videos["v30"]], tmp_path / "f", tmp_path / "l.csv", start_sec=1.0, end_sec=10.0, progress=False)
+    assert summary.ok and summary.frames == {"v30": 90}
+    (warning,) = summary.warnings["v30"]
+    assert "too short" in warning and "90 of 270 frames" in warning
+    assert summary.describe().count("too short") == 1  # each message once
+    files = files_of(tmp_path / "f" / "v30")
+    assert [read_index(f) for f in files] == list(range(30, 120))
+    assert len(pd.read_csv(tmp_path / "l.csv", sep=" ")) == 90
+    # --strict: today's error, and no orphan JPEGs (nor a temporary folder) left behind
     with pytest.raises(VideoDecodeError, match="too short"):
-        extract_frames(videos["v30"], tmp_path, "v30", start_sec=1.0, end_sec=10.0)
+        extract_frames(videos["v30"], tmp_path / "g", "v30", start_sec=1.0, end_sec=10.0, strict=True)
+    assert list((tmp_path / "g").iterdir()) == []
     with pytest.raises(VideoDecodeError, match="no decodable frames"):
-        extract_frames(videos["v30"], tmp_path, "v30", start_sec=20.0, end_sec=30.0)
+        extract_frames(videos["v30"], tmp_path / "g", "v30", start_sec=20.0, end_sec=30.0)
+    assert list((tmp_path / "g").iterdir()) == []
 
 
 def test_prepare_reports_failures_and_continues(videos: dict[str, Path], tmp_path: Path) -> None:

@@ -13,9 +13,14 @@ Resuming: each finished video folder gets a marker file (written last) that reco
 size, a hash of its first and last MiB, and the parameters; a rerun skips folders whose marker
 matches and redoes the others.
 
-Modules: ``framechoice`` (which source frame fills each output frame: ffmpeg's rule), ``extract`` (decoding,
-JPEG writing, done markers, the whole :func:`prepare` run), ``framelists`` (PySlowFast frame lists) and
-``cli`` (the command line).
+Backends: ``--ffmpeg auto`` (the default wherever a binary exists: ``--ffmpeg PATH``, else ``ffmpeg`` on
+PATH, else the imageio-ffmpeg wheel's) runs PySlowFast's two ffmpeg commands themselves; ``--ffmpeg none``
+decodes with PyAV and picks the frames ffmpeg 5.1 picks, written as ffmpeg's ``-q:v 1`` JPEGs. Each video is
+written atomically (a temporary folder, then a rename); the backend and the ffmpeg build go into its marker.
+
+Modules: ``framechoice`` (which source frame fills each output frame: ffmpeg 5.1's rule), ``jpeg``
+(ffmpeg's ``-q:v 1`` JPEGs with PyAV), ``ffmpeg`` (the real-ffmpeg backend), ``extract`` (decoding, done
+markers, the whole :func:`prepare` run), ``framelists`` (PySlowFast frame lists) and ``cli``.
 """
 
 from ava_tools.prepare.cli import cli, get_args_parser, main
@@ -27,6 +32,7 @@ from ava_tools.prepare.extract import (
     prepare,
     video_id_from_path,
 )
+from ava_tools.prepare.ffmpeg import FfmpegBinary, find_ffmpeg
 from ava_tools.prepare.framechoice import FfmpegFrameSelector, select_source_frames
 from ava_tools.prepare.framelists import DONE_MARKER, write_frame_list
 
@@ -34,10 +40,12 @@ __all__ = [
     "AVA_END_SEC",
     "AVA_START_SEC",
     "DONE_MARKER",
+    "FfmpegBinary",
     "FfmpegFrameSelector",
     "PrepareSummary",
     "cli",
     "extract_frames",
+    "find_ffmpeg",
     "get_args_parser",
     "main",
     "prepare",

@@ -23,14 +23,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("videos", nargs="+", help="video files or folders of videos")
     p.add_argument("--frames", required=True, type=Path, help="output root: FRAMES/{vid}/{vid}_%%06d.jpg")
     p.add_argument("--frame-list", required=True, type=Path, help="frame list CSV to write (e.g. train.csv)")
-    p.add_argument(
-        "--start-sec", type=float, default=AVA_START_SEC, help="cut start in seconds (default 900)"
-    )
-    p.add_argument(
-        "--end-sec", type=float, default=AVA_END_SEC, help="cut end in seconds, exclusive (default 1801)"
-    )
+    p.add_argument("--start-sec", type=float, default=AVA_START_SEC, help="cut start in seconds (default 900)")
+    p.add_argument("--end-sec", type=float, default=AVA_END_SEC, help="cut end in seconds, exclusive (default 1801)")
     p.add_argument("--fps", type=float, default=30.0, help="output frame rate (default 30)")
-    p.add_argument("--jpeg-quality", type=int, default=95, help="Pillow JPEG quality (default 95)")
+    p.add_argument(
+        "--ffmpeg",
+        default="auto",
+        help="auto (default: the ffmpeg on PATH, else imageio-ffmpeg's, else built-in), none (built-in: PyAV "
+        "with ffmpeg 5.1's frame choice and -q:v 1 JPEGs), or the path of an ffmpeg to run",
+    )
+    p.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=None,
+        help="built-in backend only: Pillow JPEGs of this quality instead of ffmpeg's -q:v 1",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a video shorter than the cut fails (default: keep the frames that exist, with a warning)",
+    )
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: none)")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
         jpeg_quality=args.jpeg_quality,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        ffmpeg=args.ffmpeg,
+        strict=args.strict,
     )
     print(summary.describe())
     return 0 if summary.ok else 1

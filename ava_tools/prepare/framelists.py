@@ -36,7 +36,6 @@ def read_marker(video_dir: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-
 def write_frame_list(
     frame_root: str | os.PathLike[str], video_ids: Sequence[str], out_csv: str | os.PathLike[str]
 ) -> Path:
@@ -78,8 +77,7 @@ def write_frame_list(
         marker = read_marker(video_dir)
         if marker is not None and marker.get("n_frames") != len(numbers):
             raise ValueError(
-                f"{video_dir}: {len(numbers)} frames on disk but the done marker says "
-                f"{marker.get('n_frames')}"
+                f"{video_dir}: {len(numbers)} frames on disk but the done marker says {marker.get('n_frames')}"
             )
         n = len(numbers)
         columns["original_vido_id"].extend([vid] * n)

@@ -115,7 +115,9 @@ def extraction_timeline(
 
     path = Path(path)
     info = probe_video(path)
-    pts = frame_pts(path, start_sec=start_sec, end_sec=end_sec)
+    # ffmpeg's -t counts from the first frame kept, so the cut may hold a frame past end_sec: list two more
+    listed_end = None if end_sec is None else end_sec + 2 / float(info.frame_rate)
+    pts = frame_pts(path, start_sec=start_sec, end_sec=listed_end)
     if pts.size == 0:
         raise VideoDecodeError(f"{path}: no frames in [{start_sec}, {end_sec}) s")
     times = [info.pts_to_time(int(p)) for p in pts]
