@@ -1,6 +1,6 @@
 """Readers for AVA's text files (pandas; no torch).
 
-Formats (see the field notes, section 3):
+Formats (https://research.google.com/ava/download.html and PySlowFast's ``DATASET.md``):
 
 * annotation CSV, no header: ``video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]`` (v2.x: person id);
 * predicted person boxes, no header: ``video_id,timestamp,x1,y1,x2,y2,action_id,score`` where ``action_id``

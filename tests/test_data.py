@@ -1,6 +1,7 @@
 """slowfast_det.data: AVA clips, boxes and labels exactly as PySlowFast's AVA loader builds them.
 
-Expected values are computed by hand or by naive loops in the tests, from the rules in the field notes (5b).
+Expected values are computed by hand or by naive loops in the tests, from PySlowFast's test-time rules
+(slowfast/datasets/ava_dataset.py, ava_helper.py, cv2_transform.py).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def test_slow_pathway_frames() -> None:
     clip = torch.arange(32, dtype=torch.float32).view(1, 32, 1, 1).expand(3, 32, 2, 2).contiguous()
     slow, fast = pack_pathways(clip, alpha=4)
     assert fast is clip
-    # field notes 5b: 32 frames, alpha 4 -> 0, 4, 8, 13, 17, 22, 26, 31
+    # PySlowFast's pack_pathway_output: 32 frames, alpha 4 -> 0, 4, 8, 13, 17, 22, 26, 31
     assert slow[0, :, 0, 0].tolist() == [0, 4, 8, 13, 17, 22, 26, 31]
     assert pack_pathways(clip, alpha=None)[0] is clip
 

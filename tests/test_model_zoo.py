@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 HOST = "https://dl.fbaipublicfiles.com/"
 MODELS = [e for e in model_zoo.BUILTIN_ENTRIES if e.kind in ("action", "pretrain")]
 
-# Blob shapes of PySlowFast's files, from the architecture (field notes, section 5), not from our model:
+# Blob shapes of PySlowFast's files, from its architecture (video_model_builder.py), not from our model:
 # SlowFast R101 (W=64, beta_inv 8, ratio 2, fusion kernel 5, res4 blocks 0-5 temporal, non-local 6/13/20).
 R101_SLOWFAST = {
     "conv1_w": (64, 3, 1, 7, 7),

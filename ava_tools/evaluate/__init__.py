@@ -7,7 +7,8 @@ A drop-in replacement for ActivityNet's ``Evaluation/get_ava_performance.py``::
 
 The metrics dict (``EvalResult.metrics``, ``--json``) holds exactly the official keys and values:
 ``PascalBoxes_Precision/mAP@0.5IOU`` and one ``PascalBoxes_PerformanceByCategory/AP@0.5IOU/<name>`` per
-label-map name. Reproduced behaviours (``shared/field-notes.md`` section 4):
+label-map name. Reproduced behaviours of the official code
+(https://github.com/activitynet/ActivityNet/tree/master/Evaluation):
 
 * Keyframe keys: ``"%s,%.6f" % (video_id, Decimal(timestamp))`` (so ``902``, ``0902`` and ``906.0000001``
   are one keyframe). Only keys present anywhere in the ground-truth file are scored (2-column rows and
