@@ -10,10 +10,15 @@ Steps (each leaves ``OUT/markers/<step>.json``; a rerun with the same parameters
    (``configs/synth/SLOWFAST_16x4_R18_TINY.yaml``, ``SLOW_4x16_R18_TINY.yaml``; clips decoded once and
    kept in memory, ``DATA_LOADER.CACHE_CLIPS``);
 4. ``test_slowfast`` / ``test_slow``: test them on the detector's boxes: frame-level AVA mAP and per-class AP
-   from the project's evaluator, a per-class AP bar chart (PNG) per model;
+   from the project's evaluator, a per-class AP bar chart (PNG) per model, and beside each mAP the mAP of
+   uniform random scores on the same boxes (:func:`random_score_map`, seed 0): the chance level;
 5. ``detect_video``: run ``detect-video`` with the trained detector and SlowFast on a held-out synthetic MP4
    (another seed): per-person action CSV and a rendered MP4;
-6. a closing summary: where each output is, the detector AP, both mAPs, the time of each step.
+6. a closing summary: a table of step, time, result and output path.
+
+The console shows one progress bar per step and the summary; everything else (our INFO logs, detectron2's,
+Python warnings) goes to ``OUT/demo.log``. Reproducible: the same settings (seed, ``--threads``) give the same
+numbers on the same machine (``tests/test_demo.py``, ``tests/test_detector_training.py``).
 
 Example::
 
