@@ -104,3 +104,45 @@ def test_demo_markers_skip_finished_steps(tmp_path: Path) -> None:
         third["skipped"] == []
         and len(third["synth"]["train_videos"]) + len(third["synth"]["val_videos"]) == 3
     )
+
+
+def test_demo_log_takes_third_party_info_and_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Quiet console: third-party INFO lines and deprecation warnings go to OUT/demo.log only; our warnings
+    still reach the console."""
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    try:
+        with warnings.catch_warnings():
+            log = demo.setup_demo_logging(tmp_path / demo.LOG_NAME)
+            logging.getLogger("detectron2.utils.events").info("iter: 24 total_loss: 1.4")
+            warnings.warn("pkg_resources is deprecated", DeprecationWarning, stacklevel=1)
+            logging.getLogger("slowfast_det.tools.demo").warning("a warning for the user")
+    finally:
+        for handler in root.handlers[len(before):]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+        logging.captureWarnings(False)
+    text = log.read_text()
+    assert "iter: 24 total_loss" in text and "pkg_resources is deprecated" in text
+    err = capsys.readouterr().err
+    assert "total_loss" not in err and "pkg_resources" not in err and "a warning for the user" in err
+
+
+def test_summary_is_a_table_with_the_random_baseline(tmp_path: Path) -> None:
+    results = {
+        "detector": {"ap": 61.0, "ap50": 93.2, "weights": str(tmp_path / "detector" / "model_final.pth")},
+        "test_slowfast": {"map": 0.62, "random_map": 0.18, "chart": str(tmp_path / "test_slowfast" / "c.png")},
+        "seconds": {"detector": 120.4, "test_slowfast": 3.0},
+        "skipped": ["detector"],
+    }
+    lines = demo.format_summary(results, tmp_path, total_s=130).splitlines()
+    header = next(k for k, line in enumerate(lines) if line.startswith("step"))
+    assert lines[header].split() == ["step", "time", "result", "output"]
+    body = "\n".join(lines[header + 2 :])
+    assert "detector" in body and "120 s (cached)" in body and "AP50 93.2" in body
+    assert "frame-mAP 0.620 (random scores 0.180, 3.4x)" in body and "test_slowfast/c.png" in body
+    assert "total" in body and demo.LOG_NAME in body
