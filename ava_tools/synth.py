@@ -915,11 +915,21 @@ def generate(
 
     started = time.monotonic()
     jobs = [(i, params, str(out / "videos" / f"{vid}.mp4")) for i, vid in enumerate(ids)]
+    from tqdm import tqdm
+
+    # one bar for the whole generation: rendering each video, then extracting each split's frames
+    bar = tqdm(total=videos + len(split), desc="synth", unit="step", disable=not progress, dynamic_ncols=True)
     if workers > 0:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_render_video_job, jobs))
+            results = []
+            for r in pool.map(_render_video_job, jobs):
+                results.append(r)
+                bar.update()
     else:
-        results = [_render_video_job(job) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(_render_video_job(job))
+            bar.update()
     logger.info("rendered %d videos in %.1f s", videos, time.monotonic() - started)
 
     frames_root = out / "frames"
@@ -932,10 +942,13 @@ def generate(
             start_sec=0.0,
             end_sec=float(seconds),
             jpeg_quality=jpeg_quality,
-            progress=progress,
+            progress=False,
         )
+        bar.update()
         if not summary.ok:
+            bar.close()
             raise RuntimeError(f"frame extraction of SynthAVA videos failed: {summary.describe()}")
+    bar.close()
 
     by_id = {r.video_id: r for r in results}
     rows = {

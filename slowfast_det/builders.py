@@ -158,7 +158,8 @@ def dataset_kwargs(cfg: CfgNode, split: str) -> dict[str, Any]:
     in ``AVA.FRAME_LIST_DIR``; box files in ``AVA.ANNOTATION_DIR``: GT (``TRAIN_GT_BOX_LISTS``) and predicted
     (``TRAIN_PREDICT_BOX_LISTS``) for training, only ``TEST_PREDICT_BOX_LISTS`` otherwise; the val split keeps
     seconds divisible by 4 unless ``AVA.FULL_TEST_ON_VAL``. ``AVA.VIDEO_DIR`` (ours) decodes the videos
-    instead of reading frame lists. Two-pathway input (slow every ``SLOWFAST.ALPHA``-th frame) iff
+    instead of reading frame lists; ``DATA_LOADER.CACHE_CLIPS`` (ours) keeps decoded clips in memory.
+    Two-pathway input (slow every ``SLOWFAST.ALPHA``-th frame) iff
     ``MODEL.ARCH`` is "slowfast".
     """
     import os
@@ -202,6 +203,7 @@ def dataset_kwargs(cfg: CfgNode, split: str) -> dict[str, Any]:
         "test_force_flip": cfg.AVA.TEST_FORCE_FLIP,
         "keyframe_stride": 4 if split == "val" and not cfg.AVA.FULL_TEST_ON_VAL else 1,
         "video_dir": video_dir,
+        "cache_clips": cfg.DATA_LOADER.CACHE_CLIPS,
     }
 
 

@@ -153,6 +153,9 @@ def get_default_config() -> CfgNode:
     c.DATA_LOADER = CfgNode()
     c.DATA_LOADER.NUM_WORKERS = 8
     c.DATA_LOADER.PIN_MEMORY = True
+    # ours: keep each keyframe's decoded clip (uint8) in memory after its first read; augmentation still runs
+    # per read. For small datasets with NUM_WORKERS 0 (SynthAVA, make demo); see slowfast_det.data.AvaDataset
+    c.DATA_LOADER.CACHE_CLIPS = False
 
     c.DETECTION = CfgNode()
     c.DETECTION.ENABLE = False

@@ -7,6 +7,7 @@ Expected values are computed by hand or by naive loops in the tests, from PySlow
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -419,6 +420,45 @@ def test_train_split_item(tiny: dict[str, Any]) -> None:
     assert torch.equal(a["inputs"][1], b["inputs"][1]) and np.array_equal(a["boxes"], b["boxes"])
     assert tuple(a["inputs"][1].shape) == (3, 4, 6, 6)
     assert (a["boxes"] >= 0).all() and (a["boxes"] <= 5).all()
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_cached_clips_equal_uncached(tiny: dict[str, Any], split: str) -> None:
+    """DATA_LOADER.CACHE_CLIPS: the same samples for the same augmentation seeds, and no second decode."""
+    from slowfast_det import builders
+    from slowfast_det.config import load_config_from_string
+
+    cfg = load_config_from_string("DATA_LOADER: {CACHE_CLIPS: True}")
+    assert builders.dataset_kwargs(cfg, split)["cache_clips"] is True
+    common = dict(
+        frame_lists=[tiny["frame_list"]],
+        frame_dir=tiny["root"] / "frames",
+        predicted_box_lists=[tiny["boxes"]],
+        **_small_dataset_kwargs(
+            split=split, train_jitter_scales=(8, 10), train_crop_size=6, color_augmentation=True,
+            pca_jitter_only=False,
+        ),
+    )  # fmt: skip
+    plain, cached = AvaDataset(**common), AvaDataset(**common, cache_clips=True)
+
+    def sample(ds: AvaDataset, epoch: int, i: int) -> dict[str, Any]:
+        torch.manual_seed(100 * epoch + i)  # the augmentation seed of (epoch, item)
+        return ds[i]
+
+    expected = {(e, i): sample(plain, e, i) for e in range(3) for i in range(len(plain))}
+    for epoch in range(3):  # epoch 0 fills the cache, later epochs read it
+        for i in range(len(plain)):
+            a, b = expected[epoch, i], sample(cached, epoch, i)
+            for x, y in zip(a["inputs"], b["inputs"], strict=True):
+                assert torch.equal(x, y)
+            np.testing.assert_array_equal(a["boxes"], b["boxes"])
+            np.testing.assert_array_equal(a["labels"], b["labels"])
+        if epoch == 0:
+            # the frames are no longer read from disk: a deleted frame folder does not matter
+            shutil.rmtree(tiny["root"] / "frames")
+    assert not cached.load_frames(0)[0].flags.writeable  # shared by all reads: protected from writes
+    with pytest.raises(SampleError):
+        plain[0]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -3,55 +3,84 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ava_tools.evaluate import evaluate
 from ava_tools.synth import SYNTH_CLASSES, generate
 from slowfast_det.config import load_config
 from slowfast_det.detection.training import write_groundtruth_boxes
 from slowfast_det.engine import launch
+from slowfast_det.engine.tester import EvaluationOutput
 from slowfast_det.tools import demo
 
-# flat colours (``debug_colors``): what a few dozen from-scratch iterations can learn; the cluttered default
-# needs far longer training (tests/benchmarks/bench_synth_claim.py)
-EPOCHS = 10
+# flat colours (``debug_colors``): what a few hundred from-scratch SGD steps of the shallow demo models learn;
+# the cluttered default needs far longer training (tests/benchmarks/bench_synth_claim.py)
+EPOCHS = 12
 TINY = dict(videos=6, seconds=12, seed=5, width=128, height=96, debug_colors=True, progress=False)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_short_training_beats_chance(tmp_path: Path) -> None:
-    data = tmp_path / "synth"
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("synth")
     generate(data, **TINY)  # type: ignore[arg-type]
     ann = data / "annotations"
     # ground-truth boxes for testing: isolates the action model from the person detector
     write_groundtruth_boxes(ann / "ava_val_v2.2.csv", ann / "val_gt_boxes.csv")
-    opts = demo.action_overrides(data, tmp_path / "run", epochs=EPOCHS, detection_thresh=0.5, seed=0) + [
+    return data
+
+
+def _train_and_test(data: Path, run: Path, *, epochs: int) -> tuple[list[float], EvaluationOutput]:
+    opts = demo.action_overrides(data, run, epochs=epochs, detection_thresh=0.5, seed=0) + [
         "AVA.TEST_PREDICT_BOX_LISTS", "['val_gt_boxes.csv']",
-        "TRAIN.BATCH_SIZE", "8",
         "SOLVER.BASE_LR", "0.1",
-        "SOLVER.WARMUP_EPOCHS", "1.0",
     ]  # fmt: skip
     config = demo.CONFIG_DIR / demo.MODELS["slow"]
     records = launch.train_from_config(load_config(config, opts), progress=False)
-    assert len(records) == EPOCHS and records[-1]["loss"] < records[0]["loss"]
     out = launch.test_from_config(load_config(config, opts), progress=False)
     assert out is not None
-    labelmap = ann / "ava_action_list_synth_for_eval.pbtxt"
-    # chance: the same boxes and classes with scores drawn at random (mean over draws)
-    rng = np.random.default_rng(0)
-    chance = []
-    for _ in range(20):
-        shuffled = out.detections.copy()
-        shuffled["score"] = rng.random(len(shuffled))
-        chance.append(evaluate(out.groundtruth, shuffled, labelmap).mean_ap)
+    return [r["loss"] for r in records], out
+
+
+def test_short_training_beats_chance(tiny_synth: Path, tmp_path: Path) -> None:
+    losses, out = _train_and_test(tiny_synth, tmp_path / "run", epochs=EPOCHS)
+    assert len(losses) == EPOCHS and losses[-1] < losses[0]
+    labelmap = tiny_synth / "annotations" / "ava_action_list_synth_for_eval.pbtxt"
+    # chance: the same boxes and classes with uniform random scores (the demo's baseline, over 20 seeds)
+    chance = [demo.random_score_map(out.groundtruth, out.detections, labelmap, seed=k) for k in range(20)]
     assert len(out.per_class) == len(SYNTH_CLASSES)
-    print(f"trained mAP {out.map:.3f} vs chance {np.mean(chance):.3f} +- {np.std(chance):.3f}")
-    assert out.map > max(chance) and out.map > np.mean(chance) + 3 * np.std(chance)
+    trained = out.map
+    print(f"trained mAP {trained:.3f} vs chance {np.mean(chance):.3f} +- {np.std(chance):.3f}")
+    # a clear margin: above every random draw by 0.05 (measured: 0.49 against 0.37 +- 0.02, best draw 0.40)
+    assert trained > max(chance) + 0.05
+
+
+def test_same_seed_same_metrics(tiny_synth: Path, tmp_path: Path) -> None:
+    """Reproducible: two identical short runs (data order, augmentation, dropout, cached clips), the second in
+    a fresh process with another hash seed, give the same losses, detections and mAP, bit for bit."""
+    losses, out = _train_and_test(tiny_synth, tmp_path / "run0", epochs=2)
+    script = (
+        "import json, sys, torch; from pathlib import Path; torch.set_num_threads(1); "
+        "sys.path.insert(0, sys.argv[3]); from test_demo import _train_and_test; "
+        "losses, out = _train_and_test(Path(sys.argv[1]), Path(sys.argv[2]), epochs=2); "
+        "print(json.dumps({'losses': losses, 'map': out.map}))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_synth), str(tmp_path / "run1"), str(Path(__file__).parent)],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    other = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert other["losses"] == losses and other["map"] == out.map
+    first, second = (tmp_path / f"run{k}" / "detections.csv" for k in range(2))
+    assert first.read_bytes() == second.read_bytes()
 
 
 def test_demo_markers_skip_finished_steps(tmp_path: Path) -> None:
@@ -75,3 +104,45 @@ def test_demo_markers_skip_finished_steps(tmp_path: Path) -> None:
         third["skipped"] == []
         and len(third["synth"]["train_videos"]) + len(third["synth"]["val_videos"]) == 3
     )
+
+
+def test_demo_log_takes_third_party_info_and_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Quiet console: third-party INFO lines and deprecation warnings go to OUT/demo.log only; our warnings
+    still reach the console."""
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    try:
+        with warnings.catch_warnings():
+            log = demo.setup_demo_logging(tmp_path / demo.LOG_NAME)
+            logging.getLogger("detectron2.utils.events").info("iter: 24 total_loss: 1.4")
+            warnings.warn("pkg_resources is deprecated", DeprecationWarning, stacklevel=1)
+            logging.getLogger("slowfast_det.tools.demo").warning("a warning for the user")
+    finally:
+        for handler in root.handlers[len(before):]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+        logging.captureWarnings(False)
+    text = log.read_text()
+    assert "iter: 24 total_loss" in text and "pkg_resources is deprecated" in text
+    err = capsys.readouterr().err
+    assert "total_loss" not in err and "pkg_resources" not in err and "a warning for the user" in err
+
+
+def test_summary_is_a_table_with_the_random_baseline(tmp_path: Path) -> None:
+    results = {
+        "detector": {"ap": 61.0, "ap50": 93.2, "weights": str(tmp_path / "detector" / "model_final.pth")},
+        "test_slowfast": {"map": 0.62, "random_map": 0.18, "chart": str(tmp_path / "test_slowfast" / "c.png")},
+        "seconds": {"detector": 120.4, "test_slowfast": 3.0},
+        "skipped": ["detector"],
+    }
+    lines = demo.format_summary(results, tmp_path, total_s=130).splitlines()
+    header = next(k for k, line in enumerate(lines) if line.startswith("step"))
+    assert lines[header].split() == ["step", "time", "result", "output"]
+    body = "\n".join(lines[header + 2 :])
+    assert "detector" in body and "120 s (cached)" in body and "AP50 93.2" in body
+    assert "frame-mAP 0.620 (random scores 0.180, 3.4x)" in body and "test_slowfast/c.png" in body
+    assert "total" in body and demo.LOG_NAME in body

@@ -144,3 +144,12 @@ def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "annotations" / "coco_person_val.json").write_text("{not json")
     with pytest.raises(dt.DetectorDataError, match="coco_person_val.json: not valid JSON"):
         dt.keyframe_images(tmp_path, "val")
+
+
+def test_same_seed_same_detector(synth: Path, trained: dt.TrainedDetector, tmp_path: Path) -> None:
+    """Reproducible: the same seed, data and thread count give the same losses and bit-identical weights."""
+    again = dt.train_detector(synth, tmp_path, params=PARAMS, force=True)
+    assert again.losses == trained.losses
+    first = torch.load(trained.weights, map_location="cpu", weights_only=True)["model"]
+    second = torch.load(again.weights, map_location="cpu", weights_only=True)["model"]
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)

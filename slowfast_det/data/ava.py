@@ -162,6 +162,13 @@ class AvaDataset(torch.utils.data.Dataset):
         video_cut_sec: the ``[start, end)`` seconds ``ava_tools.prepare`` extracts (AVA: 900, 1801); frame
             index 0 of a video is the frame extracted at ``start``.
         read_retries, retry_wait_s: attempts for frames that do not decode (see :func:`read_frames_bgr`).
+        cache_clips: keep each item's decoded clip (its T raw uint8 BGR frames, before any transform) in
+            memory after its first read, so later epochs decode nothing (DATA_LOADER.CACHE_CLIPS). Random
+            augmentation still runs on every read, on the cached frames, so a sample equals the uncached one
+            for the same RNG state. Costs ``T * H * W * 3`` bytes per keyframe (a 16-frame 192x144 clip:
+            1.3 MB): for small datasets such as SynthAVA. The cache lives in the process that reads: with
+            DataLoader workers (restarted every epoch) it is refilled each epoch and gains nothing; use it
+            with ``num_workers=0``.
     """
 
     def __init__(
@@ -197,6 +204,7 @@ class AvaDataset(torch.utils.data.Dataset):
         video_cut_sec: tuple[float, float | None] = (float(AVA_FRAME_ORIGIN_SEC), 1801.0),
         read_retries: int = 3,
         retry_wait_s: float = 0.5,
+        cache_clips: bool = False,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -221,6 +229,9 @@ class AvaDataset(torch.utils.data.Dataset):
         self.fps = fps
         self.read_retries = read_retries
         self.retry_wait_s = retry_wait_s
+        self.cache_clips = cache_clips
+        # item index -> (T, H, W, 3) read-only uint8 BGR clip (cache_clips)
+        self._clip_cache: dict[int, np.ndarray] = {}
         self.video_dir = None if video_dir is None else Path(video_dir)
         self.video_cut_sec = video_cut_sec
 
@@ -346,9 +357,22 @@ class AvaDataset(torch.utils.data.Dataset):
     def load_frames(self, index: int) -> list[np.ndarray]:
         """The raw clip of item ``index``: T (H, W, 3) BGR uint8 frames, before any transform.
 
+        With ``cache_clips`` the frames are read-only views of the cached clip (transforms never write
+        into their input).
+
         Raises:
             SampleError: naming the keyframe, the video, the second and the file at fault.
         """
+        if self.cache_clips:
+            cached = self._clip_cache.get(index)
+            if cached is None:
+                cached = np.stack(self._read_frames(index))
+                cached.flags.writeable = False  # shared by every later read: nothing may modify it
+                self._clip_cache[index] = cached
+            return list(cached)
+        return self._read_frames(index)
+
+    def _read_frames(self, index: int) -> list[np.ndarray]:
         video_idx, second = self.keyframe(index)
         indices = self.clip_indices(index)
         try:

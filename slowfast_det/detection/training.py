@@ -305,12 +305,19 @@ def train_detector(
     *,
     params: DetectorParams = DetectorParams(),
     force: bool = False,
+    progress: bool = False,
 ) -> TrainedDetector:
     """Train the small Faster R-CNN on ``annotations/coco_person_train.json`` with detectron2's training loop.
 
     Writes ``out_dir/model_final.pth``, ``out_dir/detector_config.yaml`` and ``out_dir/detector_params.json``
     (the cache key). When those exist and the key matches (same parameters, same training JSON), training is
-    skipped and the cached weights are returned, unless ``force``.
+    skipped and the cached weights are returned, unless ``force``. ``progress``: a tqdm bar over iterations
+    (detectron2's own metric lines go to the ``detectron2`` logger).
+
+    Reproducible on one machine: the weights, the data order and the augmentation draws all come from
+    ``params.seed`` (detectron2's ``seed_all_rng`` + a seeded ``TrainingSampler``, no loader workers), and CPU
+    kernels give the same results for the same thread count, so two runs with the same parameters, data and
+    ``torch.get_num_threads()`` give the same weights (``tests/test_detector_training.py``).
     """
     compat.patch()
     import torch
@@ -362,8 +369,15 @@ def train_detector(
             hooks.PeriodicWriter([CommonMetricPrinter(params.max_iter)], period=max(1, params.max_iter // 8)),
         ]
     )
+    from tqdm import tqdm
+
+    bar = tqdm(total=params.max_iter, desc="detector", unit="it", disable=not progress, dynamic_ncols=True)
+    trainer.register_hooks([hooks.CallbackHook(after_step=lambda _t: bar.update())])
     start = time.perf_counter()
-    trainer.train(0, params.max_iter)
+    try:
+        trainer.train(0, params.max_iter)
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
     losses = [float(v) for v, _ in trainer.storage.history("total_loss").values()]
     terms = {

@@ -20,6 +20,7 @@ message embeds the worker's traceback (the console scripts print user errors as 
 from __future__ import annotations
 
 import contextlib
+import logging
 import pickle
 import random
 import traceback
@@ -33,6 +34,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from ava_tools.cli import UserError, is_user_error
 
 __all__ = ["IndexedCollate", "SeededSamples", "ShardedSampler", "build_loader", "sample_seed", "set_loader_epoch"]
+
+logger = logging.getLogger(__name__)
 
 
 class ShardedSampler(Sampler[int]):
@@ -224,6 +227,12 @@ def build_loader(
             f"processes ({world_size}); each process takes batch / processes samples"
         )
     per_rank = global_batch_size // world_size
+    if num_workers > 0 and getattr(dataset, "cache_clips", False):
+        # workers restart every epoch (persistent_workers=False) and take their cache with them
+        logger.warning(
+            "DATA_LOADER.CACHE_CLIPS with %d worker processes: each worker refills its own cache every epoch, "
+            "so nothing is saved; set DATA_LOADER.NUM_WORKERS 0 to keep the decoded clips", num_workers
+        )
     common: dict[str, Any] = {
         "collate_fn": IndexedCollate(collate_fn),
         "num_workers": num_workers,

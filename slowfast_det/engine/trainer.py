@@ -379,7 +379,7 @@ class Trainer:
         lr = self.schedule.lr_at(epoch)
         bar = tqdm(
             self.loader, total=iters, desc=f"epoch {epoch + 1}/{self.max_epoch}",
-            disable=not (self.progress and ctx.is_main), dynamic_ncols=True,
+            disable=not (self.progress and ctx.is_main), dynamic_ncols=True, leave=False,  # one bar at a time
         )
         batch_iter = iter(bar)
         for it in range(iters):

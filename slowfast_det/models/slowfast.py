@@ -26,7 +26,8 @@ from slowfast_det.models.resnet import FastToSlowFusion, ResStage, VideoStem, ma
 __all__ = ["SlowFast", "STAGE_DEPTHS", "build_model", "init_weights", "freeze_bn", "count_gflops"]
 
 # Residual blocks in res2..res5 for each depth.
-STAGE_DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# 18 (bottleneck blocks, 2 per stage) as PySlowFast's _MODEL_STAGE_DEPTH: the shallow CPU-sized SynthAVA models
+STAGE_DEPTHS: dict[int, tuple[int, int, int, int]] = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 # Temporal kernel of the stem conv and of conv `a` in res2..res5, per pathway (Slow, Fast).
 _TEMPORAL_KERNELS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -56,7 +57,7 @@ class SlowFast(nn.Module):
 
     Args:
         arch: ``"slowfast"`` or ``"slow"``.
-        depth: 50 or 101.
+        depth: 18, 50 or 101 (blocks per stage: STAGE_DEPTHS).
         num_classes: outputs of the head.
         head: ``"roi"`` (per-box logits, AVA) or ``"clip"`` (per-clip logits, Kinetics).
         num_frames: frames of the Fast (SlowFast) or only (Slow) pathway's input; sizes the RoI head's
