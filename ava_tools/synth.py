@@ -48,6 +48,7 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -66,7 +67,7 @@ from PIL import Image, ImageDraw
 from ava_tools.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from ava_tools.cli import add_common_arguments, run_cli
 from ava_tools.prepare import DONE_MARKER, prepare
-from ava_tools.timeline import frame_file_name
+from ava_tools.timeline import AVA_FPS, AVA_START_SEC, frame_file_name
 from ava_tools.video_io import write_mp4
 
 __all__ = [
@@ -94,8 +95,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FPS = 30
-TIME_ORIGIN_SEC = 900  # t = 0 of a synthetic video is AVA second 900
+FPS = AVA_FPS
+TIME_ORIGIN_SEC = AVA_START_SEC  # t = 0 of a synthetic video is AVA second 900 (the cut start)
 ALIAS_STRIDE = 16  # wave fast = wave slow + FPS / ALIAS_STRIDE Hz
 MIN_VISIBLE = 0.3  # annotate a person if at least this fraction of its silhouette is visible
 HIDDEN_VISIBLE = 0.1  # a person in the frame but less visible than this is "hidden": keyframe excluded
@@ -920,7 +921,9 @@ def generate(
     # one bar for the whole generation: rendering each video, then extracting each split's frames
     bar = tqdm(total=videos + len(split), desc="synth", unit="step", disable=not progress, dynamic_ncols=True)
     if workers > 0:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawned, not forked: a fork inherits the parent's native thread pools (OpenBLAS, FFmpeg) mid-state, and
+        # forked workers were seen to produce different bytes from the same input on a loaded machine
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = []
             for r in pool.map(_render_video_job, jobs):
                 results.append(r)

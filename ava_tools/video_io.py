@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import av.container
+import av.video.reformatter
 import av.video.stream
 import numpy as np
 
@@ -76,6 +77,8 @@ def decode_rgb_frames(path: str | os.PathLike[str]) -> Iterator[tuple[Fraction, 
             yield Fraction(frame.pts) * time_base, frame.to_ndarray(format="rgb24")
 
 
+_BITEXACT = av.video.reformatter.Interpolation.BILINEAR | av.video.reformatter.Interpolation.BITEXACT
+
 def write_mp4(
     path: str | os.PathLike[str],
     frames: Iterable[np.ndarray],
@@ -97,8 +100,9 @@ def write_mp4(
         pix_fmt: encoder pixel format.
         codec: encoder name.
 
-    x264 runs single-threaded (threads=1, sliced and lookahead threads off), which makes the output
-    bytes a function of the input only, for a given PyAV/FFmpeg/x264 build.
+    The RGB -> ``pix_fmt`` conversion (swscale, bit-exact, one thread) and x264 (threads=1, sliced and
+    lookahead threads off) are single-threaded, which makes the output bytes a function of the input only,
+    for a given PyAV/FFmpeg/x264 build.
     """
     path = Path(path)
     count = 0
@@ -121,7 +125,11 @@ def write_mp4(
                     f"{path}: frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, "
                     f"expected {stream.width}x{stream.height}"
                 )
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            # convert here, single-threaded and bit-exact: the encoder's own conversion uses threaded swscale,
+            # which made the bytes differ between runs on a loaded machine
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format=pix_fmt, threads=1, interpolation=_BITEXACT
+            )
             frame.pts = count
             for packet in stream.encode(frame):
                 container.mux(packet)

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -470,7 +471,9 @@ def prepare(
     bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=not progress)
     results: dict[str, _JobResult] = {}
     if workers > 0 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawned, not forked: a fork inherits the parent's native thread pools (OpenBLAS, FFmpeg) mid-state, and
+        # forked workers were seen to produce different bytes from the same input on a loaded machine
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for res in pool.map(_extract_job, jobs):
                 results[res[0]] = res
                 bar.update()

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from ava_tools.io import read_annotations, read_frame_list_table, read_predicted_boxes
 from ava_tools.labelmap import AvaFormatError
-from slowfast_det.data.clips import AVA_KEYFRAME_RANGE
+from ava_tools.timeline import AVA_KEYFRAME_RANGE
 
 __all__ = ["FrameLists", "Keyframes", "describe", "load_boxes_and_labels", "load_frame_lists"]
 

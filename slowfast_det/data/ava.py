@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ava_tools.cli import UserError
+from ava_tools.timeline import AVA_END_SEC, AVA_FPS, AVA_KEYFRAME_RANGE, AVA_START_SEC
 from slowfast_det.data.annotations import (
     FrameLists,
     Keyframes,
@@ -48,9 +49,6 @@ from slowfast_det.data.annotations import (
     load_frame_lists,
 )
 from slowfast_det.data.clips import (
-    AVA_FPS,
-    AVA_FRAME_ORIGIN_SEC,
-    AVA_KEYFRAME_RANGE,
     clip_frame_indices,
     keyframe_center_index,
     pack_pathways,
@@ -198,10 +196,10 @@ class AvaDataset(torch.utils.data.Dataset):
         test_force_flip: bool = False,
         keyframe_stride: int = 1,
         keyframe_range: tuple[int, int] = AVA_KEYFRAME_RANGE,
-        frame_origin_sec: int = AVA_FRAME_ORIGIN_SEC,
+        frame_origin_sec: int = AVA_START_SEC,
         fps: int = AVA_FPS,
         video_dir: str | os.PathLike[str] | None = None,
-        video_cut_sec: tuple[float, float | None] = (float(AVA_FRAME_ORIGIN_SEC), 1801.0),
+        video_cut_sec: tuple[float, float | None] = (float(AVA_START_SEC), float(AVA_END_SEC)),
         read_retries: int = 3,
         retry_wait_s: float = 0.5,
         cache_clips: bool = False,

@@ -8,19 +8,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ava_tools.timeline import AVA_FPS, AVA_KEYFRAME_RANGE, AVA_START_SEC, keyframe_center_index
+from ava_tools.timeline import keyframe_center_index
 
 __all__ = [
-    "AVA_FPS",
-    "AVA_FRAME_ORIGIN_SEC",
-    "AVA_KEYFRAME_RANGE",
     "clip_frame_indices",
-    "keyframe_center_index",
+    "keyframe_center_index",  # re-exported from ava_tools.timeline
     "pack_pathways",
     "slow_pathway_indices",
 ]
 
-AVA_FRAME_ORIGIN_SEC = AVA_START_SEC  # the second shown by frame index 0 (ava_tools.timeline)
 
 
 def clip_frame_indices(center: int, *, num_frames: int, sampling_rate: int, video_frames: int) -> np.ndarray:

@@ -38,6 +38,7 @@ import pandas as pd
 
 from ava_tools.atomic import write_bytes_atomic
 from ava_tools.cli import UserError
+from ava_tools.timeline import AVA_FPS, AVA_START_SEC
 from slowfast_det.detection import compat
 
 __all__ = [
@@ -69,8 +70,6 @@ WEIGHTS_NAME = "model_final.pth"
 CONFIG_NAME = "detector_config.yaml"
 PARAMS_NAME = "detector_params.json"
 # AVA: frame k (1-based) of a video cut at second 900 and extracted at 30 fps shows second 900 + (k - 1) / 30.
-AVA_START_SECOND = 900
-AVA_FPS = 30
 _FRAME_NAME = re.compile(r"^(?P<vid>.+)_(?P<idx>\d{6})\.jpg$")
 
 
@@ -542,7 +541,7 @@ def keyframe_images(data_root: str | os.PathLike[str], split: str) -> list[Keyfr
         out.append(
             KeyframeImage(
                 video_id=match["vid"],
-                timestamp=AVA_START_SECOND + offset // AVA_FPS,
+                timestamp=AVA_START_SEC + offset // AVA_FPS,
                 path=frames / rel,
                 width=int(im["width"]),
                 height=int(im["height"]),
