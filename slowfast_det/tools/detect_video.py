@@ -21,6 +21,12 @@ another run into the same folder is processing is left to it.
 
 Inputs, the output folder, the device and the label map are checked before any model loads: problems with them
 are reported at once (exit status 2 when nothing can be done).
+
+**Live streams** (one per run): ``detect-video rtsp://cam/stream`` (also ``rtmp://``, ``http(s)://`` incl. HLS,
+``tcp://``, ``udp://``, ``srt://``, ``/dev/video0``, ``-`` for stdin) runs with bounded latency and appends rows
+as they come (:mod:`slowfast_det.pipeline.live`). **Many machines**: ``torchrun --nnodes N --nproc_per_node K -m
+slowfast_det.tools.detect_video INPUTS... --output-dir OUT`` shards the videos over the ranks
+(:mod:`slowfast_det.pipeline.shard`).
 """
 
 from __future__ import annotations
