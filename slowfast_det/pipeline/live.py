@@ -80,6 +80,8 @@ __all__ = ["LatencyStats", "LiveOptions", "LiveSummary", "live_output_paths", "r
 
 logger = logging.getLogger(__name__)
 
+_RENDER_WAIT_FRAMES = 150  # 5 s at 30 fps
+
 
 class LatencyStats:
     """Count, mean, max and percentiles of latencies in seconds with constant memory.
@@ -501,10 +503,10 @@ def run_live(
     appender = _Appender(paths, options, whole_seconds=whole)
     renderer = None
     if "render" in paths:
-        fps_guess = 60  # frames a render may hold: max latency (or the queue) + a clip, at up to 60 fps
-        hold_s = (options.max_latency_s or 10.0) + 4.0
+        # frames wait for their keyframes about one latency (a second or two); at most _RENDER_WAIT_FRAMES
+        # (decoded frames: 3 MB each at 1080p), later ones are drawn with what is decided (counted in a warning)
         renderer = StreamRenderer(paths["render"], hold=stride_s / 2, short_side=options.render_short_side,
-                                  max_frames=int(fps_guess * hold_s))
+                                  max_frames=_RENDER_WAIT_FRAMES)
     tracker = IoUTracker(iou_threshold=runner.tracker_iou, max_age=runner.tracker_max_age)
     queue = _ClipQueue(options.max_queue if options.skip == "newest" else max(options.max_queue, 1),
                        drop_oldest=options.skip == "newest")
