@@ -21,6 +21,12 @@ another run into the same folder is processing is left to it.
 
 Inputs, the output folder, the device and the label map are checked before any model loads: problems with them
 are reported at once (exit status 2 when nothing can be done).
+
+**Live streams** (one per run): ``detect-video rtsp://cam/stream`` (also ``rtmp://``, ``http(s)://`` incl. HLS,
+``tcp://``, ``udp://``, ``srt://``, ``/dev/video0``, ``-`` for stdin) runs with bounded latency and appends rows
+as they come (:mod:`slowfast_det.pipeline.live`). **Many machines**: ``torchrun --nnodes N --nproc_per_node K -m
+slowfast_det.tools.detect_video INPUTS... --output-dir OUT`` shards the videos over the ranks
+(:mod:`slowfast_det.pipeline.shard`).
 """
 
 from __future__ import annotations
@@ -29,16 +35,21 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ava_tools.cli import UserError, add_common_arguments, run_cli
 
 if TYPE_CHECKING:
+    from slowfast_det.engine.distributed import DistContext
     from slowfast_det.pipeline.detector import VideoActionDetector
+    from slowfast_det.pipeline.live import LiveOptions
 
 __all__ = ["cli", "get_args_parser", "main"]
 
@@ -98,7 +109,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                "slowfast_det.video.stream for the exact rule.",
     )
     add_common_arguments(parser)
-    parser.add_argument("inputs", nargs="+", help="video files, folders of videos, or glob patterns")
+    parser.add_argument("inputs", nargs="+",
+                        help="video files, folders of videos, or glob patterns; or one live stream: a URL (rtsp://, "
+                             "rtmp://, http(s):// incl. HLS .m3u8, tcp://, udp://, srt://), a V4L2 device "
+                             "(/dev/video0), or - for a pipe on stdin")
     models, detectors = _zoo_names()
     parser.add_argument("--model", default=None, metavar="NAME",
                         help=f"AVA model from the model zoo (default {models[0]}): {', '.join(models)}; "
@@ -130,6 +144,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     kf.add_argument("--start", type=_seconds, default="0", help="first keyframe time in seconds (default 0)")
     kf.add_argument("--end", type=_seconds, default=None,
                     help="last keyframe time in seconds (default: end of the video)")
+    kf.add_argument("--duration", type=_stride, default=None,
+                    help="process keyframes in [start, start + DURATION) seconds (video or stream clock), then "
+                         "end cleanly; instead of --end")
     out = parser.add_argument_group("outputs")
     out.add_argument("--format", choices=("csv", "ava"), default="csv",
                      help="csv: <name>.actions.csv with header and person ids; ava: <name>.ava.csv, AVA detections")
@@ -171,6 +188,30 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--offline", action="store_true",
                      help="use cached downloads only, never the network (also SLOWFAST_DET_OFFLINE=1)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    live = parser.add_argument_group(
+        "live streams", "latency-bounded runs on a stream (see slowfast_det.pipeline.live for the policies); "
+        "outputs OUT/<name>.actions.csv (appended), .actions.jsonl with --json, .live.json (stats)")
+    live.add_argument("--name", default=None, help="output name of the stream (default: from the URL; stdin: stdin)")
+    live.add_argument("--flush-every", type=_positive_int, default=10,
+                      help="append the rows to the outputs every N processed keyframes (a crash loses at most N)")
+    live.add_argument("--skip", choices=("auto", "newest", "none"), default="auto",
+                      help="when inference is slower than real time: newest = skip the oldest waiting keyframes "
+                           "(bounded latency), none = wait and skip nothing; auto = newest for URLs and devices, "
+                           "none for stdin")
+    live.add_argument("--max-queue", type=_positive_int, default=None,
+                      help="keyframes waiting for inference at most (default: --batch-size)")
+    live.add_argument("--max-latency", type=_stride, default="10",
+                      help="skip keyframes that waited longer than this many seconds (default 10)")
+    live.add_argument("--reconnect", type=int, default=5, metavar="N",
+                      help="reconnection attempts after a drop, with exponential backoff 0.5 s, 1 s, 2 s... up to "
+                           "10 s (default 5; 0: end at the first drop)")
+    live.add_argument("--stream-timeout", type=_stride, default="10",
+                      help="seconds to wait when opening the stream or for its data before calling it dropped")
+    live.add_argument("--stream-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="FFmpeg protocol/demuxer option, repeatable (e.g. rtsp_transport=udp)")
+    live.add_argument("--track-gap", type=_seconds, default=None,
+                      help="tracks end after a stream outage longer than this many seconds (default: "
+                           "--tracker-max-age x --stride)")
     return parser
 
 
@@ -241,11 +282,19 @@ def main(args: argparse.Namespace) -> int:
     # cheap checks first: a typo in a path must not cost a model load (or a whole run) to find
     if args.end is not None and Fraction(args.end) < Fraction(args.start):
         raise UserError(f"--end {args.end} is before --start {args.start}")
-    videos, problems = expand_inputs(args.inputs)
-    if not videos:
-        raise UserError("no usable video in the inputs: " + "; ".join(f"{spec}: {why}" for spec, why in problems))
-    for spec, why in problems:
-        print(f"detect-video: warning: {spec}: {why} (skipped; the other inputs go on)", file=sys.stderr)
+    if args.duration is not None:
+        if args.end is not None:
+            raise UserError("give --end or --duration, not both")
+        args.end = str(_duration_end(Fraction(args.start), Fraction(args.duration), Fraction(args.stride)))
+    stream = _stream_input(args)
+    videos: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    if stream is None:
+        videos, problems = expand_inputs(args.inputs)
+        if not videos:
+            raise UserError("no usable video in the inputs: " + "; ".join(f"{spec}: {why}" for spec, why in problems))
+        for spec, why in problems:
+            print(f"detect-video: warning: {spec}: {why} (skipped; the other inputs go on)", file=sys.stderr)
     check_output_folder(args.output_dir, what="--output-dir")
     render = None
     if args.render is not None:
@@ -253,7 +302,11 @@ def main(args: argparse.Namespace) -> int:
         if render.suffix.lower() == ".mp4" and len(videos) > 1:
             raise UserError(f"--render {render}: with {len(videos)} videos, name a folder, not an .mp4 file")
         check_output_folder(render.parent if render.suffix.lower() == ".mp4" else render, what="--render folder")
-    device = _device(args.device)
+    live_options = None
+    if stream is not None:
+        live_options = _live_options(args, stream, render)  # checks existing outputs before any model loads
+    dist = _distributed(args)
+    device = str(dist.device) if dist is not None else _device(args.device)
 
     from slowfast_det.builders import person_detector_kwargs
     from slowfast_det.checkpoint.cache import cached_sha256
@@ -337,6 +390,15 @@ def main(args: argparse.Namespace) -> int:
         render=render, render_short_side=args.render_short_side, action_threshold=args.action_threshold,
         topk=args.topk, overwrite=args.overwrite, settings=settings, info=info,
     )
+    if stream is not None and live_options is not None:
+        return _run_stream(args, stream, build_runner, replace(live_options, class_names=labels.names(),
+                                                               settings=settings, info=info))
+    if dist is not None:
+        from slowfast_det.pipeline.shard import run_sharded
+
+        return run_sharded(build_runner, videos, options, dist=dist, stride=args.stride, start=args.start,
+                           end=args.end, allow_truncated=args.allow_truncated, progress=progress,
+                           report=args.report, problems=problems)
     tic = time.perf_counter()
     summary = run_videos(build_runner, args.inputs, options, stride=args.stride, start=args.start, end=args.end,
                          allow_truncated=args.allow_truncated, progress=progress)
@@ -355,8 +417,98 @@ def main(args: argparse.Namespace) -> int:
     return 1 if summary.failed or report_failed else 0
 
 
+def _duration_end(start: Fraction, duration: Fraction, stride: Fraction) -> Fraction:
+    """The last keyframe of [start, start + duration): ``start + (ceil(duration / stride) - 1) x stride``."""
+    return start + (math.ceil(duration / stride) - 1) * stride
+
+
+def _stream_input(args: argparse.Namespace) -> str | None:
+    """The live stream among the inputs (None: files only); a stream must be the only input."""
+    from slowfast_det.video.live import is_stream_input, stdin_is_terminal
+
+    streams = [spec for spec in args.inputs if is_stream_input(spec)]
+    if not streams:
+        return None
+    if len(args.inputs) > 1:
+        raise UserError(f"a live stream ({streams[0]}) must be the only input: run one detect-video per stream "
+                        f"(inputs: {', '.join(args.inputs)})")
+    if args.report:
+        raise UserError("--report is for video files; a stream's rows are in its CSV (and --render draws them)")
+    if streams[0] == "-" and stdin_is_terminal():
+        raise UserError("input - reads a video stream from stdin, but stdin is a terminal: pipe a video into it "
+                        "(e.g. cat video.ts | detect-video -)")
+    return streams[0]
+
+
+def _live_options(args: argparse.Namespace, stream: str, render: Path | None) -> LiveOptions:
+    """The live-run options of the command line (class names and settings are filled in later)."""
+    from slowfast_det.pipeline.live import LiveOptions, live_output_paths
+    from slowfast_det.video.live import ReconnectPolicy, stream_name
+
+    name = args.name or stream_name(stream)
+    skip = args.skip if args.skip != "auto" else ("none" if stream == "-" else "newest")
+    track_gap = float(args.track_gap) if args.track_gap is not None else args.tracker_max_age * float(
+        Fraction(args.stride))
+    if args.reconnect < 0:
+        raise UserError(f"--reconnect {args.reconnect}: expected a number of attempts >= 0")
+    options = LiveOptions(
+        output_dir=args.output_dir, name=name, class_names={}, format=args.format, json=args.json, render=render,
+        render_short_side=args.render_short_side, action_threshold=args.action_threshold, topk=args.topk,
+        flush_every=args.flush_every, skip=skip, max_queue=args.max_queue or args.batch_size,
+        max_latency_s=float(Fraction(args.max_latency)), track_gap_s=track_gap,
+        reconnect=ReconnectPolicy(attempts=args.reconnect), overwrite=args.overwrite,
+    )
+    existing = [str(p) for k, p in live_output_paths(options).items() if k != "stats" and p.exists()]
+    if existing and not args.overwrite:
+        raise UserError(f"{', '.join(existing)} already exist(s): a live run does not skip or append to earlier "
+                        "outputs; pass --overwrite to replace them, or --name/--output-dir for new ones")
+    for option in args.stream_option:
+        if "=" not in option:
+            raise UserError(f"--stream-option {option!r}: expected KEY=VALUE (an FFmpeg option)")
+    return options
+
+
+def _run_stream(args: argparse.Namespace, stream: str, build_runner: Callable[[], VideoActionDetector],
+                options: LiveOptions) -> int:
+    """detect-video on one live stream; prints the summary, returns 0 (1 when the run failed)."""
+    from slowfast_det.pipeline.live import run_live
+    from slowfast_det.video.live import StreamSource
+
+    timeout = float(Fraction(args.stream_timeout))
+    source = StreamSource(stream, open_timeout_s=timeout, read_timeout_s=timeout,
+                          options=dict(o.split("=", 1) for o in args.stream_option))
+    summary = run_live(build_runner, source, options, stride=args.stride, start=args.start, end=args.end,
+                       progress=not args.no_progress,
+                       on_connect=lambda: print(f"detect-video: reading {stream}", file=sys.stderr, flush=True))
+    for line in summary.lines():
+        print(line)
+    return 1 if summary.ended_by == "failed" else 0
+
+
+def _distributed(args: argparse.Namespace) -> DistContext | None:
+    """The torchrun process group (gloo on CPU; each rank on cuda:LOCAL_RANK with a GPU), None for one process."""
+    import os
+
+    from slowfast_det.engine.distributed import init_distributed
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    if _stream_input(args) is not None:
+        raise UserError("a live stream runs in one process: start detect-video without torchrun")
+    use_gpu = args.device != "cpu"
+    # collectives wait for the slowest rank's shard: a generous timeout (the work itself has none)
+    return init_distributed(use_gpu=use_gpu, timeout_s=7 * 24 * 3600.0)
+
+
+def _shutdown() -> None:
+    """Close a torchrun process group, if one was made (torch is not imported just for this)."""
+    module = sys.modules.get("slowfast_det.engine.distributed")
+    if module is not None:
+        module.shutdown_distributed()
+
+
 def cli(argv: Sequence[str] | None = None) -> None:
-    sys.exit(run_cli(main, get_args_parser(), argv))
+    sys.exit(run_cli(main, get_args_parser(), argv, cleanup=_shutdown))
 
 
 if __name__ == "__main__":

@@ -32,13 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ava_tools.atomic import atomic_output
+from ava_tools.atomic import atomic_output, set_default_permissions
 from slowfast_det.video.probe import probe_video
 from slowfast_det.video.sources import iter_frames
 
@@ -47,6 +48,7 @@ __all__ = [
     "RENDER_MIN_SHORT_SIDE",
     "RenderBox",
     "RenderKeyframe",
+    "StreamRenderer",
     "contact_sheet_path",
     "contact_sheet_size",
     "id_colour",
@@ -474,3 +476,132 @@ def _nearest(times: Sequence[Fraction], t: Fraction) -> int | None:
     if i == len(times):
         return len(times) - 1
     return i - 1 if t - times[i - 1] <= times[i] - t else i
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Live streams
+# ----------------------------------------------------------------------------------------------------------
+
+
+class StreamRenderer:
+    """Renders a live stream as it is processed: the file counterpart of :func:`render_video` for sources that
+    cannot be decoded a second time.
+
+    Frames are handed in as they arrive (:meth:`add_frame`, any thread) and written once the keyframes around
+    them are decided (:meth:`decide`: processed with results, or skipped), with the same drawing rule as
+    :func:`render_video` (a frame shows the nearest decided keyframe within ``hold`` seconds). At most
+    ``max_frames`` frames wait; when more arrive, the oldest are written with what is decided so far (so memory
+    stays bounded when inference falls behind). The MP4 is fragmented (readable even if the run is killed) and
+    written to a pid-named temporary file renamed at :meth:`close`. No contact sheet is made.
+
+    Args:
+        dst: output ``.mp4``.
+        hold: seconds a keyframe's boxes stay on screen around it (half the stride).
+        short_side, min_short_side: as :func:`render_video`.
+        max_frames: frames waiting for their keyframes, at most.
+    """
+
+    def __init__(self, dst: str | os.PathLike[str], *, hold: Fraction, short_side: int | None = None,
+                 min_short_side: int | None = RENDER_MIN_SHORT_SIDE, max_frames: int = 300, crf: int = 23,
+                 preset: str = "veryfast") -> None:
+        import threading
+        from collections import deque
+
+        self.dst = Path(dst)
+        self.hold = hold
+        self.short_side = short_side
+        self.min_short_side = min_short_side
+        self.max_frames = max_frames
+        self.crf, self.preset = crf, preset
+        self.frames_written = 0
+        self.frames_forced = 0  # written before their keyframes were decided (the wait was full)
+        self._pending: deque[tuple[Fraction, Any]] = deque()
+        self._lock = threading.Lock()
+        self._decided: list[tuple[Fraction, tuple[RenderBox, ...]]] = []  # recent keyframes, time order
+        self._decided_until: Fraction | None = None
+        self._container: Any = None
+        self._stream: Any = None
+        self._tmp: Path | None = None
+        self._last_pts = -1
+        self._style: _Style | None = None
+
+    def add_frame(self, frame: Any) -> None:
+        """Queue a :class:`~slowfast_det.video.sources.SourceFrame` (its pixels are converted when written)."""
+        with self._lock:
+            self._pending.append((frame.time, frame))
+
+    def decide(self, time: Fraction, boxes: Sequence[RenderBox] | None) -> None:
+        """Keyframe ``time`` is decided: its boxes (None: skipped, nothing drawn). Calls come in time order."""
+        if boxes is not None:
+            self._decided.append((time, tuple(boxes)))
+        self._decided_until = time if self._decided_until is None else max(self._decided_until, time)
+        self._write(final=False)
+
+    def _write(self, *, final: bool) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                t, frame = self._pending[0]
+                ready = final or (self._decided_until is not None and t <= self._decided_until)
+                forced = not ready and len(self._pending) > self.max_frames
+                if not (ready or forced):
+                    return
+                self._pending.popleft()
+            self.frames_forced += forced
+            self._encode(t, frame)
+
+    def _encode(self, t: Fraction, frame: Any) -> None:
+        rgb = frame.to_ndarray("rgb24")
+        if self._container is None:
+            self._start(rgb.shape[1], rgb.shape[0])
+        out_w, out_h = self._stream.width, self._stream.height
+        if rgb.shape[:2] != (out_h, out_w):
+            upscale = out_h > rgb.shape[0]
+            rgb = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_LINEAR if upscale else cv2.INTER_AREA)
+        image = Image.fromarray(rgb)
+        times = [k for k, _ in self._decided]
+        k = _nearest(times, t)
+        if k is not None and abs(times[k] - t) <= self.hold:
+            assert self._style is not None
+            _draw(image, self._decided[k][1], self._style)
+        # keyframes that no later frame can be nearest to are forgotten (bounded memory)
+        while len(self._decided) > 2 and self._decided[1][0] + self.hold < t:
+            self._decided.pop(0)
+        video_frame = av.VideoFrame.from_image(image)
+        pts = max(round(t / _OUT_TIME_BASE), self._last_pts + 1)
+        video_frame.pts, video_frame.time_base, self._last_pts = pts, _OUT_TIME_BASE, pts
+        self._container.mux(self._stream.encode(video_frame))
+        self.frames_written += 1
+
+    def _start(self, width: int, height: int) -> None:
+        import tempfile
+
+        _remove_stale_temporaries(self.dst)
+        self.dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.dst.name}.", suffix=f".{os.getpid()}{_TMP_SUFFIX}",
+                                    dir=self.dst.parent)
+        os.close(fd)
+        self._tmp = Path(name)
+        out_w, out_h = render_size(width, height, self.short_side, min_short_side=self.min_short_side)
+        self._style = _Style.for_size(out_w, out_h)
+        self._container = av.open(str(self._tmp), "w", format="mp4",
+                                  options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+        stream = self._container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
+        stream.codec_context.time_base = _OUT_TIME_BASE
+        stream.time_base = _OUT_TIME_BASE
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self._stream = stream
+
+    def close(self) -> int:
+        """Write the frames still waiting, finish the file and move it to ``dst``; returns frames written."""
+        self._write(final=True)
+        if self._container is not None:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+            assert self._tmp is not None
+            set_default_permissions(self._tmp)
+            os.replace(self._tmp, self.dst)
+        return self.frames_written
