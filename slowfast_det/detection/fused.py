@@ -37,15 +37,15 @@ def fold_conv_norms(model: nn.Module) -> int:
     norm_types = _frozen_bn_types()
     folded = 0
     for module in model.modules():
-        norm = getattr(module, "norm", None)
+        norm: Any = getattr(module, "norm", None)
         if not isinstance(module, Conv2d) or not isinstance(norm, norm_types):
             continue
         if isinstance(norm, nn.BatchNorm2d) and (norm.training or norm.running_mean is None):
             continue  # batch statistics: not foldable
+        bn: Any = norm  # FrozenBatchNorm2d or BatchNorm2d: weight, bias, running_mean, running_var, eps
         with torch.no_grad():
-            assert norm.running_var is not None and norm.running_mean is not None
-            scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # (C_out,)
-            bias = norm.bias - norm.running_mean * scale
+            scale = bn.weight * (bn.running_var + bn.eps).rsqrt()  # (C_out,)
+            bias = bn.bias - bn.running_mean * scale
             if module.bias is not None:
                 bias = bias + module.bias * scale
             module.weight.mul_(scale.reshape(-1, 1, 1, 1))
@@ -68,11 +68,11 @@ class _ChannelsLastBackbone(nn.Module):
         return {name: f.contiguous() for name, f in features.items()}
 
     def output_shape(self) -> Any:
-        return self.inner.output_shape()
+        return self.inner.output_shape()  # type: ignore[operator]
 
     @property
     def size_divisibility(self) -> int:
-        return int(self.inner.size_divisibility)
+        return int(getattr(self.inner, "size_divisibility", 0))
 
     @property
     def padding_constraints(self) -> dict[str, Any]:
