@@ -144,3 +144,38 @@ def test_no_third_party_warnings_from_importing_and_running_the_detector(bikes_m
     assert [line.split(": ", 1)[0] for line in warning_lines] == [
         "detector.py:1", "pipeline.py:2", "compat.py:3"
     ], result.stderr
+
+
+def test_optimized_detector_gives_the_same_boxes_on_a_real_frame(bikes_mp4: Path) -> None:
+    # BN folded into the convs + channels-last backbone: boxes within 1e-3 px of detectron2's own model
+    from slowfast_det.detection.fused import optimize_detector
+    from slowfast_det.detection.person import PersonDetector
+
+    torch.set_num_threads(1)
+    with av.open(str(bikes_mp4)) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    torch.manual_seed(0)
+    opts = ["INPUT.MIN_SIZE_TEST", "272", "INPUT.MAX_SIZE_TEST", "640"]
+    plain = PersonDetector(weights=None, opts=opts, score_threshold=0.2, optimize=False)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # spread the random scores so that rounding decides no box
+        for layer in (plain.model.proposal_generator.rpn_head.objectness_logits,
+                      plain.model.roi_heads.box_predictor.cls_score):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 3e-4)
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen))
+        deltas = plain.model.proposal_generator.rpn_head.anchor_deltas, plain.model.roi_heads.box_predictor.bbox_pred
+        for layer in deltas:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 1e-5)  # box deltas ~0.1, not clamped
+            layer.bias.zero_()
+        plain.model.roi_heads.box_predictor.cls_score.bias[0] = 5.0  # person: ~0.65 before the weights' spread
+    fast = PersonDetector(weights=None, opts=opts, score_threshold=0.2)
+    fast.model.load_state_dict(plain.model.state_dict())
+    (expected,) = plain([frame])
+    (got,) = fast([frame])
+    assert len(expected) > 0
+    assert fast.inference_model() is not fast.model  # the detectron2-layout model is kept for its state dict
+    assert not any("norm" in k for k in fast.inference_model().state_dict())  # every FrozenBN folded
+    np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4, rtol=0)
+    model = optimize_detector(plain.model)  # in place, and idempotent
+    assert optimize_detector(model) is model

@@ -421,3 +421,53 @@ def test_fused_conv_matches_conv_bn_relu_on_both_paths() -> None:
             fused = FusedConv3d(c, b, relu=True)
             torch.testing.assert_close(fused(xd, residual=rd), torch.relu(b(c(xd)) + rd), atol=tol, rtol=tol)
             torch.testing.assert_close(FusedConv3d(c, b, relu=False)(xd), b(c(xd)), atol=tol, rtol=tol)
+
+
+AVA_CONFIG_NAMES = sorted(p.stem for p in (REPO / "configs/AVA").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("config", "extra"),
+    [(name, ()) for name in AVA_CONFIG_NAMES]
+    + [
+        ("SHORT", ()),  # PySlowFast's SLOWFAST_32x2_R50_SHORT (aligned RoIAlign)
+        ("SLOWFAST_32x2_R101_50_50", ("NONLOCAL.INSTANTIATION", "softmax")),
+        ("SLOWFAST_32x2_R101_50_50", ("NONLOCAL.GROUP", "[[1, 1], [1, 1], [2, 1], [1, 1]]")),
+    ],
+)
+def test_optimized_inference_matches_eval_mode_on_every_ava_config(
+    config: str, extra: tuple[str, ...], pyslowfast_configs: Path
+) -> None:
+    # every shipped AVA config, non-local blocks included, at width 8: logits within 1e-4 of the eval model
+    path = pyslowfast_configs / "configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml" if config == "SHORT" else (
+        REPO / f"configs/AVA/{config}.yaml"
+    )
+    model = tiny_model(path, *extra)
+    cfg = load_config(path, [*TINY, *extra])
+    alpha = cfg.SLOWFAST.ALPHA if cfg.MODEL.ARCH == "slowfast" else 1
+    clips = slowfast_clips(2, frames=cfg.DATA.NUM_FRAMES, alpha=alpha, size=32)
+    if cfg.MODEL.ARCH != "slowfast":
+        clips = clips[1:]
+    before = [c.clone() for c in clips]
+    boxes = torch.tensor([[1, 3.0, 4.0, 30.0, 20.0], [0, 0.0, 0.0, 31.0, 31.0], [1, 8.0, 2.0, 17.5, 29.0]])
+    with torch.no_grad():
+        expected = model(clips, boxes)
+    got = optimize_for_inference(model)(clips, boxes)
+    assert torch.isfinite(expected).all()
+    torch.testing.assert_close(got, expected, atol=1e-4 * expected.abs().max().item(), rtol=0)
+    for c, b in zip(clips, before, strict=True):
+        assert torch.equal(c, b)  # the fused blocks work in place on their own features, never on the inputs
+
+
+@pytest.mark.parametrize(("frames", "batch"), [(8, 2), (2, 1), (1, 1)])
+def test_wide_temporal_conv_runs_as_shifted_gemms_and_matches(frames: int, batch: int) -> None:
+    # conv a of Slow res4/res5 ([3,1,1], 1024 -> 256): the temporal-GEMM path, incl. clips shorter than k
+    torch.manual_seed(0)
+    conv = nn.Conv3d(1024, 256, (3, 1, 1), padding=(1, 0, 0), bias=False)
+    bn = nn.BatchNorm3d(256).eval()
+    randomize_bn(bn, 2)
+    fused = FusedConv3d(conv, bn, relu=True)
+    assert fused.temporal_gemm
+    x = torch.randn(batch, 1024, frames, 3, 5).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), torch.relu(bn(conv(x))), atol=1e-4, rtol=1e-4)

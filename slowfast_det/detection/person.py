@@ -103,6 +103,9 @@ class PersonDetector:
         batch_size: frames per forward.
         cache_dir: download cache for URL weights (default :func:`slowfast_det.checkpoint.cache.default_cache_dir`).
         progress: show a download progress bar.
+        optimize: detect with a copy made by :func:`slowfast_det.detection.fused.optimize_detector` (BN folded,
+            channels-last; the same boxes to float rounding, ~1.3x faster on CPU). The copy is made at the
+            first call; ``self.model`` keeps detectron2's layout (its state dict loads into detectron2).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class PersonDetector:
         batch_size: int = 8,
         cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
+        optimize: bool = True,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"detector score threshold must be in [0, 1], got {score_threshold}")
@@ -147,7 +151,22 @@ class PersonDetector:
         self.person_class = person_class
         self.batch_size = batch_size
         self.device = torch.device(device)
+        self.optimize = optimize
+        self._optimized: Any = None
         self._torch = torch
+
+    def inference_model(self) -> Any:
+        """The model ``__call__`` runs: ``self.model``, or with ``optimize`` its optimised copy (made once, at
+        the first call; weights changed in ``self.model`` after that are not seen by it)."""
+        if not self.optimize:
+            return self.model
+        if self._optimized is None:
+            import copy
+
+            from slowfast_det.detection.fused import optimize_detector
+
+            self._optimized = optimize_detector(copy.deepcopy(self.model))
+        return self._optimized
 
     def _load_weights(self, checkpointer_class: Any, path: Path) -> None:
         """Load with detectron2's checkpointer (it converts model-zoo/Caffe2 names), but strictly: a missing
@@ -180,6 +199,7 @@ class PersonDetector:
             one :class:`PersonDetections` per frame, boxes in that frame's pixels.
         """
         torch = self._torch
+        model = self.inference_model()
         out: list[PersonDetections] = []
         for start in range(0, len(frames), self.batch_size):
             inputs = []
@@ -191,7 +211,7 @@ class PersonDetector:
                 tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)).astype("float32"))
                 inputs.append({"image": tensor, "height": frame.shape[0], "width": frame.shape[1]})
             with torch.inference_mode():
-                outputs = self.model(inputs)
+                outputs = model(inputs)
             for result in outputs:
                 instances = result["instances"].to("cpu")
                 keep = (instances.pred_classes == self.person_class) & (instances.scores >= self.score_threshold)

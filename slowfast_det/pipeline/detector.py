@@ -452,7 +452,8 @@ def _watch_nonfinite_outputs(detector: PersonDetector) -> _NonFiniteCounter:
     "nobody in the video"; the raw outputs are where such values arise.
     """
     counter = _NonFiniteCounter()
-    model = getattr(detector, "model", None)
+    # the model that runs: with optimize (the default) an optimised copy, so hooks on ``detector.model`` never fire
+    model = detector.inference_model() if hasattr(detector, "inference_model") else getattr(detector, "model", None)
     watched = [getattr(getattr(model, "proposal_generator", None), "rpn_head", None),
                getattr(getattr(model, "roi_heads", None), "box_predictor", None)]
     for module in watched:
