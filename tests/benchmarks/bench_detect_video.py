@@ -32,9 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from slowfast_det import configs
+
 REPO = Path(__file__).resolve().parents[2]
-SMALL_CONFIG = REPO / "configs" / "synth" / "SLOWFAST_16x4_R50_TINY.yaml"
-R101_CONFIG = REPO / "configs" / "AVA" / "SLOWFAST_32x2_R101_50_50.yaml"
+SMALL_CONFIG = configs.path("synth/SLOWFAST_16x4_R50_TINY")
+R101_CONFIG = configs.path("AVA/SLOWFAST_32x2_R101_50_50")
 DETECTOR_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 SMALL_DETECTOR_OPTS = [
     "INPUT.MIN_SIZE_TEST",
