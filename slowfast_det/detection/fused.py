@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from slowfast_det.models.fused import has_onednn_pointwise
+
 __all__ = ["fold_conv_norms", "fuse_resnet_blocks", "optimize_detector"]
 
 
@@ -76,14 +78,7 @@ def _onednn_conv(conv: nn.Module, x: Tensor, unary: str = "none", residual: Tens
     return torch.relu_(y) if unary == "relu" else y
 
 
-def _has_onednn_pointwise() -> bool:
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    except (AttributeError, RuntimeError):
-        return False
-
-
-_ONEDNN = _has_onednn_pointwise()
+_ONEDNN = has_onednn_pointwise()
 
 
 def _fast_bottleneck_forward(self: Any, x: Tensor) -> Tensor:

@@ -26,14 +26,15 @@ from slowfast_det.models.resnet import BasicStem, FastToSlowFusion, NonLocal, Re
 __all__ = ["FusedConv3d", "optimize_for_inference", "InferenceModel"]
 
 
-def _has_onednn_pointwise() -> bool:
+def has_onednn_pointwise() -> bool:
+    """True when PyTorch has oneDNN's fused convolution + pointwise op (``mkldnn._convolution_pointwise``)."""
     try:
         return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
     except (AttributeError, RuntimeError):
         return False
 
 
-_ONEDNN = _has_onednn_pointwise()
+_ONEDNN = has_onednn_pointwise()
 
 # C_in * C_out from which a temporal conv takes the GEMM path (measured: 1024x256 and wider gain 10-40%,
 # 512x128 breaks even, thinner layers lose).
