@@ -177,3 +177,14 @@ def test_heldout_score_in_results_json_and_summary(tmp_path: Path) -> None:
     assert "held-out synth001: frame-mAP 1.000 (target >= 0.6), IDF1 1.000, ID switches 0" in body
     assert f"dv/{demo.HELDOUT_SCORE_NAME}" in body and "dv/synth001.rendered.mp4" in body
     assert "dv/synth001.rendered.contact.png" in body
+
+
+@pytest.mark.parametrize("name", sorted(demo.MODELS))
+def test_demo_configs_load_without_warnings(name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The demo's console stays quiet: its configs hold no key that the loader warns about."""
+    import logging
+
+    opts = demo.action_overrides(tmp_path, tmp_path / "run", epochs=1, detection_thresh=0.5, seed=0)
+    with caplog.at_level(logging.WARNING):
+        load_config(demo.CONFIG_DIR / demo.MODELS[name], opts)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
