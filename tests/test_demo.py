@@ -188,3 +188,14 @@ def test_demo_configs_load_without_warnings(name: str, tmp_path: Path, caplog: p
     with caplog.at_level(logging.WARNING):
         load_config(demo.CONFIG_DIR / demo.MODELS[name], opts)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_config_digest_follows_the_config_file(tmp_path: Path) -> None:
+    """A changed action config (e.g. another learning rate) changes the step markers' parameters, so a rerun of
+    the demo retrains instead of reusing the models trained with the old file."""
+    base = demo.CONFIG_DIR / demo.MODELS["slow"]
+    copy = tmp_path / "slow.yaml"
+    copy.write_text(base.read_text().replace("BASE_SYNTH_AVA.yaml", str(demo.CONFIG_DIR / "BASE_SYNTH_AVA.yaml")))
+    assert demo.config_digest(copy) == demo.config_digest(base)
+    copy.write_text(copy.read_text().replace("BASE_LR: 0.1", "BASE_LR: 0.2"))
+    assert demo.config_digest(copy) != demo.config_digest(base)

@@ -341,7 +341,8 @@ def run_demo(
         opts = action_overrides(
             data, run_dir, epochs=s.epochs, detection_thresh=s.detection_thresh, seed=s.seed
         )
-        params = {**action_params, "config": config_name}
+        # the resolved config's digest: a changed config file (e.g. its learning rate) retrains
+        params = {**action_params, "config": config_name, "config_digest": config_digest(config)}
         trained = steps.run(
             f"train_{name}", params,
             lambda stale, c=config, o=opts, r=run_dir: _train_step(c, o, r, stale, progress),  # type: ignore[misc]
@@ -377,6 +378,15 @@ def run_demo(
             ),
         )  # fmt: skip
     return _finish(results, steps)
+
+
+def config_digest(config: Path) -> str:
+    """SHA-256 (hex, 16 digits) of ``config`` as loaded (its ``_BASE_`` included), for the step markers."""
+    import hashlib
+
+    from slowfast_det.config import dump_config, load_config
+
+    return hashlib.sha256(dump_config(load_config(config)).encode()).hexdigest()[:16]
 
 
 def _check_boxes(path: Path, thresh: float) -> None:
