@@ -146,3 +146,56 @@ def test_summary_is_a_table_with_the_random_baseline(tmp_path: Path) -> None:
     assert "detector" in body and "120 s (cached)" in body and "AP50 93.2" in body
     assert "frame-mAP 0.620 (random scores 0.180, 3.4x)" in body and "test_slowfast/c.png" in body
     assert "total" in body and demo.LOG_NAME in body
+
+
+def test_heldout_score_in_results_json_and_summary(tmp_path: Path) -> None:
+    """The demo's held-out check: detect-video's CSV (here: the truth written as one, a known answer) is
+    scored against the generator's truth; the figures reach the summary row and a JSON file."""
+    from test_heldout import _truth_keyframes, _write_predictions
+
+    held = tmp_path / "heldout"
+    generate(held, videos=2, seconds=8, seed=3, width=96, height=72, progress=False)
+    truth = _truth_keyframes(held)
+    # detect-video's clock (SynthAVA second 902 is t = 2.0); tracker ids differ from the truth's
+    predictions = {s - 900: [(pid + 7, box, acts) for pid, box, acts in people] for s, people in truth.items()}
+    csv = _write_predictions(tmp_path / "synth001.actions.csv", "synth001", predictions, len(SYNTH_CLASSES))
+    scored = demo.score_heldout_video(held, csv, "synth001", tmp_path / "dv" / demo.HELDOUT_SCORE_NAME)
+    h = scored["heldout"]
+    assert h["frame_map"] == 1.0 and h["idf1"] == 1.0 and h["id_switches"] == 0 and h["keyframes"] > 0
+    doc = json.loads(Path(scored["heldout_json"]).read_text())
+    assert doc["frame_map"] == 1.0 and doc["id_switches"] == 0 and doc["video_id"] == "synth001"
+
+    render = tmp_path / "dv" / "synth001.rendered.mp4"
+    results = {
+        "detect_video": {"video": str(held / "videos" / "synth001.mp4"), "actions_csv": str(csv),
+                         "rendered": str(render), "contact_sheet": str(render.with_suffix(".contact.png")),
+                         **scored},
+        "seconds": {"detect_video": 12.0},
+        "skipped": [],
+    }  # fmt: skip
+    body = demo.format_summary(results, tmp_path)
+    assert "held-out synth001: frame-mAP 1.000 (target >= 0.6), IDF1 1.000, ID switches 0" in body
+    assert f"dv/{demo.HELDOUT_SCORE_NAME}" in body and "dv/synth001.rendered.mp4" in body
+    assert "dv/synth001.rendered.contact.png" in body
+
+
+@pytest.mark.parametrize("name", sorted(demo.MODELS))
+def test_demo_configs_load_without_warnings(name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The demo's console stays quiet: its configs hold no key that the loader warns about."""
+    import logging
+
+    opts = demo.action_overrides(tmp_path, tmp_path / "run", epochs=1, detection_thresh=0.5, seed=0)
+    with caplog.at_level(logging.WARNING):
+        load_config(demo.CONFIG_DIR / demo.MODELS[name], opts)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_config_digest_follows_the_config_file(tmp_path: Path) -> None:
+    """A changed action config (e.g. another learning rate) changes the step markers' parameters, so a rerun of
+    the demo retrains instead of reusing the models trained with the old file."""
+    base = demo.CONFIG_DIR / demo.MODELS["slow"]
+    copy = tmp_path / "slow.yaml"
+    copy.write_text(base.read_text().replace("BASE_SYNTH_AVA.yaml", str(demo.CONFIG_DIR / "BASE_SYNTH_AVA.yaml")))
+    assert demo.config_digest(copy) == demo.config_digest(base)
+    copy.write_text(copy.read_text().replace("BASE_LR: 0.1", "BASE_LR: 0.2"))
+    assert demo.config_digest(copy) != demo.config_digest(base)
