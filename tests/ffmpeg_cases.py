@@ -169,3 +169,28 @@ def run_pyslowfast_commands(
     )
     files = sorted(frames.glob("*.jpg"))
     return FfmpegRun([read_index(f, bits) for f in files], cut)
+
+
+def builtin_choice(src: Path, start: float, duration: float | None) -> list[int]:
+    """Source indices of the built-in rule, from the file's own timing (as ``extract_frames`` uses it)."""
+    from ava_tools.prepare.framechoice import FfmpegFrameSelector, probe_timing
+
+    with av.open(str(src)) as container:
+        stream = container.streams.video[0]
+        timing = probe_timing(container, stream)
+        selector = FfmpegFrameSelector(
+            time_base=timing.time_base,
+            src_rate=timing.frame_rate,
+            start_sec=start,
+            duration_sec=duration,
+            single_stream=timing.single_stream,
+            has_audio=timing.has_audio,
+            container_start=timing.container_start,
+        )
+        out: list[int] = []
+        for i, frame in enumerate(container.decode(stream)):
+            duration_ticks = (frame.duration or 0) if timing.packet_durations else 0
+            out += selector.push(i, frame.pts, duration_ticks)
+            if selector.ended:
+                break  # the trim has passed its end: no later frame is kept
+    return out + selector.flush()

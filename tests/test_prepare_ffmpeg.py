@@ -15,16 +15,21 @@ import subprocess
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
-from ffmpeg_cases import cfr_times, jittered_times, read_index, run_pyslowfast_commands, write_index_video
+from ffmpeg_cases import (
+    builtin_choice,
+    cfr_times,
+    jittered_times,
+    read_index,
+    run_pyslowfast_commands,
+    write_index_video,
+)
 from PIL import Image
 
 from ava_tools.prepare import DONE_MARKER, extract_frames, get_args_parser, main, prepare
 from ava_tools.prepare.extract import BUILTIN_BACKEND
 from ava_tools.prepare.ffmpeg import FfmpegBinary, find_ffmpeg
-from ava_tools.prepare.framechoice import FfmpegFrameSelector, probe_timing
 from ava_tools.video_io import VideoDecodeError
 
 
@@ -53,27 +58,6 @@ def wheel_ffmpeg() -> FfmpegBinary:
     binary = find_ffmpeg(get_ffmpeg_exe())
     assert binary is not None
     return binary
-
-
-def builtin_choice(src: Path, start: float, duration: float | None) -> list[int]:
-    """Source indices of the built-in rule, from the file's own timing (as ``extract_frames`` uses it)."""
-    with av.open(str(src)) as container:
-        stream = container.streams.video[0]
-        timing = probe_timing(container, stream)
-        selector = FfmpegFrameSelector(
-            time_base=timing.time_base,
-            src_rate=timing.frame_rate,
-            start_sec=start,
-            duration_sec=duration,
-            single_stream=timing.single_stream,
-            has_audio=timing.has_audio,
-            container_start=timing.container_start,
-        )
-        out: list[int] = []
-        for i, frame in enumerate(container.decode(stream)):
-            duration_ticks = (frame.duration or 0) if timing.packet_durations else 0
-            out += selector.push(i, frame.pts, duration_ticks)
-    return out + selector.flush()
 
 
 # (name, rate, audio, suffix, variable frame rate, cuts as (start, duration))

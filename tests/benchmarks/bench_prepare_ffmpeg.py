@@ -34,41 +34,24 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: ffmpeg_cases
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository
 
-from ffmpeg_cases import cfr_times, jittered_times, run_pyslowfast_commands, write_index_video  # noqa: E402
+from ffmpeg_cases import (  # noqa: E402
+    builtin_choice,
+    cfr_times,
+    jittered_times,
+    run_pyslowfast_commands,
+    write_index_video,
+)
 
 from ava_tools.prepare import extract_frames  # noqa: E402
 from ava_tools.prepare.ffmpeg import find_ffmpeg  # noqa: E402
-from ava_tools.prepare.framechoice import FfmpegFrameSelector, probe_timing  # noqa: E402
 
 BITS = 16  # index bits: 65535 frames
-
-
-def builtin_choice(src: Path, start: float, duration: float) -> list[int]:
-    with av.open(str(src)) as container:
-        stream = container.streams.video[0]
-        timing = probe_timing(container, stream)
-        sel = FfmpegFrameSelector(
-            time_base=timing.time_base,
-            src_rate=timing.frame_rate,
-            start_sec=start,
-            duration_sec=duration,
-            single_stream=timing.single_stream,
-            has_audio=timing.has_audio,
-            container_start=timing.container_start,
-        )
-        out: list[int] = []
-        for i, frame in enumerate(container.decode(stream)):
-            out += sel.push(i, frame.pts, (frame.duration or 0) if timing.packet_durations else 0)
-            if sel.ended:
-                break
-    return out + sel.flush()
 
 
 def ffmpegs() -> dict[str, str]:
