@@ -389,6 +389,15 @@ def test_bad_inputs_raise_clear_errors(r101: SlowFast) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def test_optimized_model_stays_on_the_model_device(r101: SlowFast) -> None:
+    """Every tensor of the optimised model lives where the model's do (a CUDA model's fused non-local phi+g
+    conv was once built on the CPU); checked with the meta device, which any CPU-built tensor would miss."""
+    meta = copy.deepcopy(r101).to("meta")
+    fused = optimize_for_inference(meta)
+    devices = {t.device.type for t in [*fused.parameters(), *fused.buffers()]}
+    assert devices == {"meta"}
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_optimized_inference_matches_eval_mode(r101: SlowFast, channels_last: bool) -> None:
     clips, boxes = slowfast_clips(2), torch.tensor([[1, 3.0, 4.0, 40.0, 30.0], [0, 0.0, 0.0, 47.0, 47.0]])

@@ -128,13 +128,28 @@ def _per_box_video_ids(video_ids: Sequence[str], batch_index: np.ndarray, num_bo
     return ids[batch_index]
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a test precision (``None`` for fp32).
+
+    Raises:
+        ValueError: an unknown precision, or fp16/bf16 on a device other than CUDA.
+    """
+    dtypes = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise ValueError(f"precision {precision!r}: expected one of {', '.join(dtypes)}")
+    dtype = dtypes[precision]
+    if dtype is not None and device.type != "cuda":
+        raise ValueError(f"precision {precision} is for CUDA devices (on {device.type}, float32 is faster)")
+    return dtype
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
     loader: DataLoader[Any],
     *,
     device: torch.device,
-    mixed_precision: bool = False,
+    precision: str = "fp32",
     progress: bool = True,
 ) -> Predictions:
     """Scores for this process's share of ``loader`` (a :func:`slowfast_det.engine.loader.build_loader` loader).
@@ -144,9 +159,12 @@ def predict(
 
     Scores that are not finite are kept (every process runs to the end, so the gathering stays in step); the
     first batch holding any is logged at once, naming its video and keyframe. :func:`run_test` decides.
+
+    ``precision``: ``fp32``, or ``fp16`` / ``bf16`` autocast (CUDA only: on CPU they are slower than float32,
+    measured in ``tests/benchmarks/bench_model.py``). Scores are computed from float32 logits either way.
     """
     model.eval()
-    amp = mixed_precision and device.type == "cuda"
+    amp_dtype = autocast_dtype(precision, device)
     parts: list[Predictions] = []
     num_classes = 0
     warned = False
@@ -159,7 +177,7 @@ def predict(
             raise
         inputs = [x.to(device, non_blocking=True) for x in batch["inputs"]]
         boxes = batch["boxes"].to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(inputs, boxes)
         scores = torch.sigmoid(logits.float()).cpu().numpy()
         num_classes = scores.shape[1]
@@ -427,7 +445,7 @@ def run_test(
     groundtruth_path: str | os.PathLike[str],
     exclusions_path: str | os.PathLike[str] | None = None,
     keyframe_stride: int = 1,
-    mixed_precision: bool = False,
+    precision: str = "fp32",
     progress: bool = True,
     write_files: bool = True,
     allow_nonfinite: bool = False,
@@ -451,7 +469,7 @@ def run_test(
     from ava_tools.labelmap import read_labelmap
 
     local = predict(
-        model, loader, device=ctx.device, mixed_precision=mixed_precision, progress=progress and ctx.is_main
+        model, loader, device=ctx.device, precision=precision, progress=progress and ctx.is_main
     )
     preds = gather_predictions(local)
     if not ctx.is_main:

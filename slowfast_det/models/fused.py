@@ -87,7 +87,7 @@ class FusedConv3d(nn.Module):
         # (k, C_in, C_out): tap k multiplies frame t + k - k//2; only used on the temporal-GEMM path
         self.register_buffer(
             "taps", self.weight.detach()[:, :, :, 0, 0].permute(2, 1, 0).contiguous() if self.temporal_gemm
-            else torch.empty(0), persistent=False,
+            else torch.empty(0, device=weight.device), persistent=False,
         )
 
     def _temporal_gemm_forward(self, x: Tensor, bias: Tensor) -> Tensor:
@@ -232,7 +232,10 @@ class _FusedNonLocal(nn.Module):
         self.instantiation = block.instantiation
         self.inner_channels = block.inner_channels
         self.theta = FusedConv3d(block.conv_theta, None, relu=False)
-        phi_g = nn.Conv3d(block.conv_phi.in_channels, 2 * block.inner_channels, kernel_size=1)
+        like = block.conv_phi.weight  # on the model's device (a CUDA model's fused weights must be CUDA too)
+        phi_g = nn.Conv3d(
+            block.conv_phi.in_channels, 2 * block.inner_channels, kernel_size=1, device=like.device, dtype=like.dtype
+        )
         assert phi_g.bias is not None and block.conv_phi.bias is not None and block.conv_g.bias is not None
         with torch.no_grad():
             phi_g.weight.copy_(torch.cat([block.conv_phi.weight, block.conv_g.weight]))

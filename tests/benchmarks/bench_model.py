@@ -55,6 +55,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-configs", nargs="+", default=["all"], help="config names for CPU timing, or 'all'")
     p.add_argument("--no-cpu", action="store_true", help="skip CPU timing")
     p.add_argument("--memory", action="store_true", help="also measure CPU peak memory in child processes")
+    p.add_argument("--gpu-batch", type=int, default=1, help="clips per forward pass on GPU")
+    p.add_argument("--gpu-configs", nargs="+", default=["all"], help="config names for GPU timing, or 'all'")
     return p
 
 
@@ -221,34 +223,47 @@ def bench_cpu(config: str, args: argparse.Namespace, peak_cpu_gflops: float) -> 
 
 
 def bench_gpu(config: str, args: argparse.Namespace) -> None:
+    """GPU: ms per batch of ``--gpu-batch`` clips for the precisions a user can pick, and each one's max
+    |score - fp32 score| (sigmoid scores) against the plain eval model in strict fp32 (cuDNN TF32 off)."""
     cfg = load_config(config_paths()[config])
     model = calibrated_model(cfg, args.size).cuda()
     clips, boxes = make_inputs(cfg, args.size, args.boxes, "cuda")
-    fp32 = optimize_for_inference(model)
-    bf16 = optimize_for_inference(model, dtype=torch.bfloat16)
+    n = args.gpu_batch
+    clips = [c.expand(n, *c.shape[1:]).contiguous() for c in clips]
+    boxes = torch.cat([torch.cat([torch.full((len(boxes), 1), float(i), device="cuda"), boxes[:, 1:]], 1)
+                       for i in range(n)])  # fmt: skip
+    dtypes = (torch.float32, torch.float16, torch.bfloat16)
+    fused = {dtype: optimize_for_inference(model, dtype=dtype) for dtype in dtypes}
+
+    def autocast(dtype: torch.dtype) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.autocast("cuda", dtype=dtype):
+                return model(clips, boxes).float()
+
+        return run
+
     paths: dict[str, Callable[[], Any]] = {
-        "eval": lambda: model(clips, boxes),
-        "optimized": lambda: fp32(clips, boxes),
-        "bf16": lambda: bf16(clips, boxes),
+        "eval fp32": lambda: model(clips, boxes),
+        "fused fp32": lambda: fused[torch.float32](clips, boxes),
+        "autocast fp16": autocast(torch.float16),
+        "autocast bf16": autocast(torch.bfloat16),
+        "fused fp16": lambda: fused[torch.float16](clips, boxes).float(),
+        "fused bf16": lambda: fused[torch.bfloat16](clips, boxes).float(),
     }
+    tf32 = torch.backends.cudnn.allow_tf32
     with torch.no_grad():
+        torch.backends.cudnn.allow_tf32 = False
+        strict = model(clips, boxes).float()
+        ms_strict = time_paths({"strict": lambda: model(clips, boxes)}, max(args.repeats, 10), torch.cuda.synchronize)
+        torch.backends.cudnn.allow_tf32 = tf32
         ms = time_paths(paths, max(args.repeats, 10), torch.cuda.synchronize)
-        reference = model(clips, boxes)
-        diff = relative_diff(reference, fp32(clips, boxes))
-        diff_bf16 = relative_diff(reference, bf16(clips, boxes))
-        peaks = []
-        for fn in paths.values():
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            fn()
-            peaks.append(torch.cuda.max_memory_allocated() / 2**20)
-    print(
-        f"| {config} | {torch.cuda.get_device_name()} | {ms['eval']:.1f} | {ms['optimized']:.1f} "
-        f"(bf16 {ms['bf16']:.1f}) | {ms['eval'] / ms['optimized']:.2f}x "
-        f"(bf16 {ms['eval'] / ms['bf16']:.2f}x) | "
-        f"{peaks[0]:.0f} / {peaks[1]:.0f} / {peaks[2]:.0f} | {diff:.1e} (bf16 {diff_bf16:.1e}) |",
-        flush=True,
-    )
+        ref_scores = torch.sigmoid(strict)
+        dscore = {name: (torch.sigmoid(fn().float()) - ref_scores).abs().max().item() for name, fn in paths.items()}
+    base = ms_strict["strict"]
+    print(f"| {config} | strict fp32 (TF32 off) | {base:.2f} | 1.00x | 0 |")
+    for name in paths:
+        tag = " (TF32 convs, torch's default)" if name == "eval fp32" and tf32 else ""
+        print(f"| {config} | {name}{tag} | {ms[name]:.2f} | {base / ms[name]:.2f}x | {dscore[name]:.1e} |", flush=True)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -273,10 +288,12 @@ def main(args: argparse.Namespace) -> None:
             bench_cpu(config, args, peak_cpu)
     if torch.cuda.is_available():
         print(
-            "\n| config | device | eval ms | optimized ms | speed-up | peak MB | rel. diff |\n"
-            "|---|---|---|---|---|---|---|"
+            f"\n{torch.cuda.get_device_name()}: ms per batch of {args.gpu_batch} clip(s) ({args.boxes} box(es) each, "
+            f"{args.size}x{args.size}, median of {max(args.repeats, 10)} alternating runs); speed-up against the "
+            "plain eval model in strict fp32; max |score - strict fp32 score| over the sigmoid scores:\n"
+            "| config | path | ms | speed-up | max abs score diff |\n|---|---|---|---|---|"
         )
-        for config in configs:
+        for config in configs if args.gpu_configs == ["all"] else args.gpu_configs:
             bench_gpu(config, args)
 
 
