@@ -389,6 +389,25 @@ def test_bad_inputs_raise_clear_errors(r101: SlowFast) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run on the device machine)")
+def test_optimized_inference_on_gpu_matches_eval_mode(r101: SlowFast) -> None:
+    """On CUDA (fp32, TF32 off): the optimised model equals the eval model to float rounding; fp16/bf16 close."""
+    model = copy.deepcopy(r101).cuda()
+    clips = [c.cuda() for c in slowfast_clips(2)]
+    boxes = torch.tensor([[1, 3.0, 4.0, 40.0, 30.0], [0, 0.0, 0.0, 47.0, 47.0]], device="cuda")
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            expected = model(clips, boxes)
+        torch.testing.assert_close(optimize_for_inference(model)(clips, boxes), expected, atol=1e-4, rtol=0)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    for dtype in (torch.float16, torch.bfloat16):
+        got = optimize_for_inference(model, dtype=dtype)(clips, boxes).float()
+        assert (torch.sigmoid(got) - torch.sigmoid(expected)).abs().max() < 5e-2
+
+
 def test_optimized_model_stays_on_the_model_device(r101: SlowFast) -> None:
     """Every tensor of the optimised model lives where the model's do (a CUDA model's fused non-local phi+g
     conv was once built on the CPU); checked with the meta device, which any CPU-built tensor would miss."""
