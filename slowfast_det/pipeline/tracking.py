@@ -74,6 +74,8 @@ class Track:
         misses: keyframes since the last observation (0 = seen at the latest update).
         hits: number of observations.
         feature: (D,) appearance (:func:`box_histograms` row, running average), None when no image was given.
+        tentative: begun by a low-score detection and not matched since (:class:`PersonTracker` drops it at its
+            first miss).
     """
 
     track_id: int
@@ -82,6 +84,7 @@ class Track:
     misses: int = 0
     hits: int = 1
     feature: np.ndarray | None = None
+    tentative: bool = False
 
     def predict(self) -> np.ndarray:
         """(4,) box expected at the next keyframe."""
@@ -181,6 +184,7 @@ _CHROMA_MIN = 0.2
 _CROP_LONG_SIDE = 64
 #: the ring whose colours are damped: the box grown by this fraction of its size on each side
 _RING = 0.25
+#: bins of one histogram; a descriptor holds two (upper and lower half of the box: shirt and trousers)
 HISTOGRAM_BINS = _HUE_BINS * _SAT_BINS + _GREY_BINS
 
 
@@ -192,8 +196,8 @@ def _bins_of(bgr: np.ndarray) -> np.ndarray:
     s = np.divide(c, v, out=np.zeros_like(v), where=v > 0)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     safe = np.where(c > 0, c, 1.0)
-    hue = np.where(v == r, (g - b) / safe, np.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    hue = (hue / 6.0) % 1.0
+    sector = np.where(v == r, (g - b) / safe, np.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    hue = (sector / 6.0) % 1.0
     coloured = (s >= _CHROMA_MIN) & (v >= _CHROMA_MIN)
     h_bin = np.minimum((hue * _HUE_BINS).astype(np.int64), _HUE_BINS - 1)
     s_bin = np.minimum(((s - _CHROMA_MIN) / (1 - _CHROMA_MIN) * _SAT_BINS).astype(np.int64), _SAT_BINS - 1)
@@ -202,7 +206,7 @@ def _bins_of(bgr: np.ndarray) -> np.ndarray:
 
 
 def box_histograms(image: np.ndarray, boxes: np.ndarray, *, background_weighting: bool = True) -> np.ndarray:
-    """Appearance descriptor of each box: a colour histogram of its pixels.
+    """Appearance descriptor of each box: colour histograms of the upper and the lower half of its pixels.
 
     Args:
         image: (H, W, 3) uint8 BGR keyframe.
@@ -210,13 +214,13 @@ def box_histograms(image: np.ndarray, boxes: np.ndarray, *, background_weighting
         background_weighting: damp the colours frequent in the ring around the box (the background, or a
             neighbour), bin ``u`` by ``min(1, b_min / b_u)`` with ``b`` the ring's histogram (Comaniciu et al.).
     Returns:
-        (N, HISTOGRAM_BINS) float64, the square roots of the normalised histograms (unit L2 norm), so the dot
-        product of two rows is their Bhattacharyya coefficient (1: same colours, 0: none shared); an all-zero
-        row for a box without pixels.
+        (N, 2 * HISTOGRAM_BINS) float64, the square roots of the two histograms side by side, normalised
+        together (unit L2 norm), so the dot product of two rows is their Bhattacharyya coefficient (1: same
+        colours in the same halves, 0: none shared); an all-zero row for a box without pixels.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     h, w = image.shape[:2]
-    out = np.zeros((len(boxes), HISTOGRAM_BINS))
+    out = np.zeros((len(boxes), 2 * HISTOGRAM_BINS))
     for i, (x1, y1, x2, y2) in enumerate(boxes * np.array([w, h, w, h])):
         bw, bh = x2 - x1, y2 - y1
         if not (bw > 0 and bh > 0):
@@ -234,15 +238,17 @@ def box_histograms(image: np.ndarray, boxes: np.ndarray, *, background_weighting
         inside = (np.abs(u) <= 1) & (np.abs(v) <= 1)
         # Epanechnikov kernel: the box's centre is the person, its corners are often background
         kernel = np.clip(1.0 - u**2 - v**2, 0.0, None) * inside
-        hist = np.bincount(bins.ravel(), weights=kernel.ravel(), minlength=HISTOGRAM_BINS)
-        if background_weighting:
-            ring = np.bincount(bins[~inside], minlength=HISTOGRAM_BINS).astype(np.float64)
-            if ring.sum() > 0:
-                ring /= ring.sum()
-                damp = np.ones(HISTOGRAM_BINS)
-                present = ring > 0
-                damp[present] = np.minimum(1.0, ring[present].min() / ring[present])
-                hist = hist * damp
+        upper = np.broadcast_to(v < 0, kernel.shape)
+        hist = np.concatenate([
+            np.bincount(bins[upper], weights=kernel[upper], minlength=HISTOGRAM_BINS),
+            np.bincount(bins[~upper], weights=kernel[~upper], minlength=HISTOGRAM_BINS),
+        ])
+        ring = np.bincount(bins[~inside], minlength=HISTOGRAM_BINS).astype(np.float64)
+        if background_weighting and ring.sum() > 0:
+            present = ring > 0
+            damp = np.ones(HISTOGRAM_BINS)
+            damp[present] = np.minimum(1.0, ring[present].min() / ring[present])
+            hist = hist * np.tile(damp, 2)
         total = hist.sum()
         if total > 0:
             out[i] = np.sqrt(hist / total)
@@ -370,17 +376,18 @@ class PersonTracker:
         aspect = image.shape[1] / image.shape[0] if image is not None else 1.0
         # boxes overlapping another detection mix two people's pixels: they do not update a track's appearance
         overlap = pairwise_iou(boxes, boxes) - np.eye(n)
-        mixed = (overlap > 0.2).any(axis=1) if n else np.zeros(0, bool)
+        mixed = [bool((overlap[i] > 0.2).any()) for i in range(n)]
         confident = np.ones(n, bool) if scores is None else np.asarray(scores, dtype=np.float64) >= self.high_score
         ids = np.zeros(n, dtype=np.int64)
         high = [i for i in range(n) if confident[i]]
         low = [i for i in range(n) if not confident[i]]
         matched: set[int] = set()
-        followed = [t for t in self.tracks if t.misses == 0]
+        followed = [t for t in self.tracks if t.misses == 0 and not t.tentative]
         lost = [t for t in self.tracks if t.misses > 0]
-        for group, free in ((followed, high), (lost, high), (None, low)):
-            if group is None:
-                group = [t for t in self.tracks if id(t) not in matched]
+        tentative = [t for t in self.tracks if t.tentative]
+        for group, free in ((followed, high), (lost, high), (tentative, high), (None, low)):
+            if group is None:  # low-score boxes continue only tracks followed without a gap (as ByteTrack)
+                group = [t for t in followed + tentative if id(t) not in matched]
             for track_idx, det in self._match(group, boxes, features, free, aspect):
                 track = group[track_idx]
                 self._observe(track, boxes[det], None if features is None or mixed[det] else features[det])
@@ -390,9 +397,12 @@ class PersonTracker:
         for track in self.tracks:
             if id(track) not in matched:
                 track.misses += 1
-        self.tracks = [t for t in self.tracks if t.misses <= self.max_age]
+        # a track begun by a low-score box (often a false positive or two people in one box) is dropped at its
+        # first miss, so it cannot later take a person's box
+        self.tracks = [t for t in self.tracks if t.misses <= (0 if t.tentative else self.max_age)]
         for det in sorted(high + low):
-            track = Track(self._next_id, boxes[det].copy(), feature=None if features is None else features[det])
+            track = Track(self._next_id, boxes[det].copy(), feature=None if features is None else features[det],
+                          tentative=not confident[det])
             self._next_id += 1
             self.tracks.append(track)
             ids[det] = track.track_id
@@ -410,6 +420,7 @@ class PersonTracker:
 
 def _observe_motion(track: Track, box: np.ndarray, smoothing: float) -> None:
     """Update a matched track's box and smoothed velocity (per keyframe, over the gap since it was seen)."""
+    track.tentative = False
     gap = track.misses + 1
     new_velocity = (box - track.box) / gap
     if track.hits == 1:
