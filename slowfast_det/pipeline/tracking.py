@@ -7,26 +7,28 @@ Two policies, one ``update`` call per keyframe, boxes as ``x1, y1, x2, y2`` norm
 * every track predicts its box with a constant-velocity model (last observed box plus the smoothed
   per-keyframe box change times the keyframes since it was seen);
 * **motion**: a track and a detection may be linked when the detection's centre lies within ``motion_gate``
-  track heights of the predicted centre *or* of the last observed one (people turn round and stop), the gate
-  growing by that much for every keyframe the track was missed, or when the IoU with the prediction is at
-  least ``iou_threshold``. Keyframes are a second apart: a walker moves a box width or more between two of
-  them, so boxes of the same person often do not overlap at all and an IoU gate alone loses them;
-* **appearance** (when the keyframe image is passed): a colour histogram of each box (hue x saturation for
-  coloured pixels, brightness for grey ones, weighted towards the box centre, with the colours of the ring
-  around the box damped, as in background-weighted mean-shift tracking) compared by the Bhattacharyya
-  coefficient with the track's running average (EMA ``appearance_momentum``; not updated from boxes that
-  overlap another detection, whose pixels are mixed). Pairs whose appearance distance exceeds
+  track heights (plus ``|log|`` of the height ratio) of the predicted centre *or* of the last observed one
+  (people turn round and stop), the gate growing by that much for every keyframe the track was missed, or
+  when the IoU with the prediction is at least ``iou_threshold``. Keyframes are a second apart: a walker
+  moves a box width or more between two of them, so boxes of the same person often do not overlap at all and
+  an IoU gate alone loses them;
+* **appearance** (when the keyframe image is passed): colour histograms of the upper and the lower half of each
+  box (hue x saturation for coloured pixels, brightness for grey ones, weighted towards the box centre, with
+  the colours of the ring around the box damped, as in background-weighted mean-shift tracking) compared by the
+  Bhattacharyya coefficient with the track's running average (EMA ``appearance_momentum``; not updated from
+  boxes that overlap another detection, whose pixels are mixed). Pairs whose appearance distance exceeds
   ``appearance_gate`` are never linked; the matching cost is
   ``appearance_weight x appearance distance + (1 - appearance_weight) x motion cost`` (motion cost: the mean
   of ``1 - IoU`` and the centre distance over the gate);
 * matching is Hungarian (:func:`scipy.optimize.linear_sum_assignment`) in rounds, as DeepSORT's cascade and
   ByteTrack: the tracks seen at the previous keyframe against the confident detections (detector score at
   least ``high_score``; all of them when no scores are given), then the lost tracks against the confident
-  detections left, then the tracks still unmatched against the low-score detections. A lost track's
-  prediction therefore cannot take a box from a person followed without a gap, and a doubtful box cannot take
-  a track from a confident one;
+  detections left, then the tentative tracks (below) against those left, then the tracks seen at the previous
+  keyframe and still unmatched against the low-score detections. A lost track's prediction therefore cannot
+  take a box from a person followed without a gap, and a doubtful box cannot take a track from a confident one;
 * an unmatched track is *lost*; it is kept, and can be re-found, for ``max_age`` keyframes, then dropped;
-* an unmatched detection starts a new track with a fresh id (ids count up from 1 and are never reused).
+* an unmatched detection starts a new track with a fresh id (ids count up from 1 and are never reused); a track
+  begun by a low-score detection is *tentative* until matched again, and dropped at its first miss.
 
 Ids thus hold through crossings (the colours differ even where the motion is ambiguous), fast movers whose
 boxes never overlap between keyframes, turns, and occlusions or missed detections of up to ``max_age``
