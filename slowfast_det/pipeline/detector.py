@@ -8,7 +8,7 @@
    :func:`slowfast_det.data.transforms.resize_frames` (``cv2.INTER_LINEAR``, PySlowFast's test resize);
 2. keyframes are grouped in batches of ``batch_size``; the detector
    (:class:`slowfast_det.detection.person.PersonDetector`) finds the people of a whole batch in one call;
-3. the tracker (:class:`slowfast_det.pipeline.tracking.IoUTracker`) gives each box a person id, keyframe by keyframe;
+3. the tracker (:class:`slowfast_det.pipeline.tracking.PersonTracker`) gives each box a person id, keyframe by keyframe;
 4. the clips of the batch (with at least one person) go through SlowFast in one forward: pixels normalised
    by :func:`slowfast_det.data.transforms.normalize_to_clip`, boxes mapped exactly as PySlowFast's test
    loader maps its predicted-box CSV (normalised -> pixels of the frame, clipped, scaled by the resize
@@ -70,7 +70,7 @@ from slowfast_det.data.transforms import (
 )
 from slowfast_det.detection.person import PersonDetector
 from slowfast_det.pipeline import tables
-from slowfast_det.pipeline.tracking import IoUTracker
+from slowfast_det.pipeline.tracking import PersonTracker
 from slowfast_det.video.probe import VideoDecodeError, probe_video
 from slowfast_det.video.render import RenderBox, RenderKeyframe, contact_sheet_path, render_video
 from slowfast_det.video.stream import ClipStream, KeyframeClip, as_fraction
@@ -196,7 +196,7 @@ class VideoActionDetector:
         target_fps: frame rate the sampling rate refers to (30 as AVA).
         device: torch device of the model.
         batch_size: keyframes per detector call and per SlowFast forward.
-        tracker_iou, tracker_max_age: :class:`slowfast_det.pipeline.tracking.IoUTracker` settings.
+        tracker_iou, tracker_max_age: :class:`slowfast_det.pipeline.tracking.PersonTracker` settings.
         allow_nonfinite: write NaN/inf scores (as a warning) instead of failing the video.
         weights_name, detector_weights_name: how error messages name the SlowFast and detector weights.
     """
@@ -289,7 +289,7 @@ class VideoActionDetector:
             start += len(norm)
         return out
 
-    def _process_batch(self, batch: list[KeyframeClip], tracker: IoUTracker, timings: dict[str, float],
+    def _process_batch(self, batch: list[KeyframeClip], tracker: PersonTracker, timings: dict[str, float],
                        path: Path, warnings: dict[str, list[str]]) -> list[KeyframeResult]:
         tic = time.perf_counter()
         self._detector_nonfinite.reset()
@@ -313,7 +313,8 @@ class VideoActionDetector:
             norm = clip(convert(det.boxes.astype(np.float64), BoxMode.ABS_XYXY, BoxMode.NORM_XYXY, width=w, height=h),
                         BoxMode.NORM_XYXY)
             norm_boxes.append(norm)
-            ids.append(tracker.update(norm))
+            # the keyframe image gives the tracker each box's colours; the scores rank doubtful boxes last
+            ids.append(tracker.update(norm, scores=det.scores, image=c.keyframe))
         timings["track"] += time.perf_counter() - tic
         tic = time.perf_counter()
         with_people = [i for i, n in enumerate(norm_boxes) if len(n)]
@@ -374,7 +375,7 @@ class VideoActionDetector:
         info = probe_video(path)
         total = _expected_keyframes(info.duration_s, stream.start, stream.stride, stream.end)
         timings = {"decode": 0.0, "detect": 0.0, "track": 0.0, "slowfast": 0.0}
-        tracker = IoUTracker(iou_threshold=self.tracker_iou, max_age=self.tracker_max_age)
+        tracker = PersonTracker(iou_threshold=self.tracker_iou, max_age=self.tracker_max_age)
         results: list[KeyframeResult] = []
         nonfinite: dict[str, list[str]] = {"detector": [], "slowfast": []}
         with tqdm(total=total, desc=path.name, unit="kf", disable=not progress, position=progress_position,

@@ -71,7 +71,7 @@ from ava_tools import atomic
 from ava_tools.cli import UserError, version_string
 from slowfast_det.pipeline import tables
 from slowfast_det.pipeline.detector import KeyframeResult, VideoActionDetector
-from slowfast_det.pipeline.tracking import IoUTracker
+from slowfast_det.pipeline.tracking import PersonTracker
 from slowfast_det.video.live import PrefetchedSource, ReconnectPolicy, StreamOpenError, StreamSource
 from slowfast_det.video.render import RenderBox, StreamRenderer
 from slowfast_det.video.stream import ClipStream, KeyframeClip, as_fraction
@@ -507,7 +507,7 @@ def run_live(
         # (decoded frames: 3 MB each at 1080p), later ones are drawn with what is decided (counted in a warning)
         renderer = StreamRenderer(paths["render"], hold=stride_s / 2, short_side=options.render_short_side,
                                   max_frames=_RENDER_WAIT_FRAMES)
-    tracker = IoUTracker(iou_threshold=runner.tracker_iou, max_age=runner.tracker_max_age)
+    tracker = PersonTracker(iou_threshold=runner.tracker_iou, max_age=runner.tracker_max_age)
     queue = _ClipQueue(options.max_queue if options.skip == "newest" else max(options.max_queue, 1),
                        drop_oldest=options.skip == "newest")
     stop = threading.Event()

@@ -173,7 +173,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-optimize", action="store_true",
                      help="run the plain model instead of slowfast_det.models.fused.optimize_for_inference (BN folded, "
                           "fused oneDNN convs; same outputs to float rounding)")
-    run.add_argument("--tracker-iou", type=float, default=0.3, help="IoU needed to continue a track")
+    run.add_argument("--tracker-iou", type=float, default=0.3,
+                     help="IoU with a track's predicted box that continues it even beyond the motion gate")
     run.add_argument("--tracker-max-age", type=int, default=3, help="keyframes a lost person can be re-found in")
     run.add_argument("--allow-truncated", action="store_true",
                      help="keep the decodable part of truncated files instead of failing them")
