@@ -5,6 +5,15 @@ textured clothes) in front of a cluttered background with drifting shapes and fo
 People enter and leave the frame, occlude each other and perform actions from :data:`SYNTH_CLASSES`,
 several at once (e.g. "move right" + "walk" + "wave fast" + "hold object").
 
+Label distribution (generator version 2, a dataset redesign): sparse and AVA-like. Each segment draws its
+locomotion (idle 72%, walk 14%, run 14%; an entering person's first segment walks or runs), its arms (neutral
+58%, raised 14%, waving slow 14%, waving fast 14%), holding an object (13%) and, when idle, crouching (22%)
+(:data:`LOCO_P`, :data:`ARMS_P`, :data:`HOLD_P`, :data:`CROUCH_P`). On the boxes of a default demo dataset
+(16 videos x 30 s) each class is on 12-18% of the person boxes (mean 15%), about 30% of the people do nothing,
+and most of the others carry 1 or 2 actions (a moving person carries both a speed and a direction). Version 1
+drew every class far more often (each on 18-32% of the boxes, mean 26%), so uniform random scores already
+reached frame-mAP 0.3 on ground-truth boxes and a model could not be told from chance by a ratio.
+
 Classes are of two kinds (:attr:`SynthClass.kind`), reported separately by benchmarks:
 
 * ``appearance``: visible in a single frame (raise arms, crouch, hold object);
@@ -34,6 +43,9 @@ Layout written under OUT (PySlowFast names)::
     annotations/ava_{train,val}_v2.2.csv                   vid,%04d,x1,y1,x2,y2,action,person (no header)
     annotations/ava_action_list_synth.pbtxt                all classes
     annotations/ava_action_list_synth_for_eval.pbtxt       evaluated classes (all)
+    annotations/ava_{train,val}_person_boxes.csv           vid,%04d,x1,y1,x2,y2,,1.0: every annotated person
+                                                           (the same box text as the action CSV; no-action
+                                                           people included: training negatives)
     annotations/ava_{train,val}_excluded_timestamps_v2.2.csv   vid,%04d
     annotations/coco_person_{train,val}.json               person boxes (pixels, xywh) on keyframe JPEGs
     annotations/synth_meta.json                            parameters, classes, split (written last)
@@ -73,8 +85,10 @@ from ava_tools.video_io import write_mp4
 __all__ = [
     "ALIAS_STRIDE",
     "DEBUG_COLORS",
+    "DEBUG_OBJECT_COLOR",
     "FPS",
     "MIN_VISIBLE",
+    "PERSON_BOXES_NAME",
     "SYNTH_CLASSES",
     "Frame",
     "Person",
@@ -100,10 +114,21 @@ TIME_ORIGIN_SEC = AVA_START_SEC  # t = 0 of a synthetic video is AVA second 900 
 ALIAS_STRIDE = 16  # wave fast = wave slow + FPS / ALIAS_STRIDE Hz
 MIN_VISIBLE = 0.3  # annotate a person if at least this fraction of its silhouette is visible
 HIDDEN_VISIBLE = 0.1  # a person in the frame but less visible than this is "hidden": keyframe excluded
-GENERATOR_VERSION = 1
+# Version 2: sparse, AVA-like labels (see the module docstring); version 1 had each class on 18-32% of boxes.
+GENERATOR_VERSION = 2
+# Probabilities of a segment's actions (version 2: sparse labels, each class on ~10-17% of the boxes, about a
+# third of the boxes with no action). Locomotion idle / walk / run (an entering person's first segment always
+# moves); arms neutral / raised / waving slow / waving fast; holding an object; crouching (idle people only).
+LOCO_P = (0.72, 0.14, 0.14)
+ARMS_P = (0.58, 0.14, 0.14, 0.14)
+HOLD_P = 0.13
+ENTER_WALK_P = 0.5  # an entering person walks (else runs) in its first segment
+CROUCH_P = 0.22
 META_NAME = "synth_meta.json"
 LABEL_MAP_NAME = "ava_action_list_synth.pbtxt"
 EVAL_LABEL_MAP_NAME = "ava_action_list_synth_for_eval.pbtxt"
+#: every annotated person (with or without an action) per keyframe, in the predicted-box layout
+PERSON_BOXES_NAME = "ava_{split}_person_boxes.csv"
 
 
 @dataclass(frozen=True)
@@ -134,6 +159,8 @@ _CLS = {c.name: c.id for c in SYNTH_CLASSES}
 # Part ids of a person sprite (0 = empty).
 _LEGS, _TORSO, _SLEEVES, _FOREARMS, _HEAD, _HAIR, _OBJECT = 1, 2, 3, 4, 5, 6, 7
 _N_PARTS = 8
+# Flat colour of a held object in debug mode (generator version 2; version 1 used the person's colour).
+DEBUG_OBJECT_COLOR = (255, 255, 255)
 # Flat colour of person ``pid`` in debug mode: DEBUG_COLORS[pid % 8].
 DEBUG_COLORS = (
     (255, 0, 0),
@@ -543,9 +570,9 @@ def _make_segments(
         else:
             dur = FPS * int(rng.integers(2, 6))
         if first and entering:
-            loco = "walk" if rng.random() < 0.6 else "run"
+            loco = "walk" if rng.random() < ENTER_WALK_P else "run"
         else:
-            loco = str(rng.choice(["idle", "walk", "run"], p=[0.45, 0.3, 0.25]))
+            loco = str(rng.choice(["idle", "walk", "run"], p=LOCO_P))
         if loco == "run":  # runners cross the frame in 3-4 s: keep their segments short
             dur = min(dur, dur % FPS + FPS * int(rng.integers(2, 4)))
         end = min(t + dur, n_frames)
@@ -559,10 +586,10 @@ def _make_segments(
             speed = rng.uniform(0.0030, 0.0050) * w
         elif loco == "run":
             speed = rng.uniform(0.0080, 0.0110) * w
-        crouch = loco == "idle" and rng.random() < 0.45
-        arms = str(rng.choice(["neutral", "raise", "wave_slow", "wave_fast"], p=[0.3, 0.2, 0.25, 0.25]))
+        crouch = loco == "idle" and rng.random() < CROUCH_P
+        arms = str(rng.choice(["neutral", "raise", "wave_slow", "wave_fast"], p=ARMS_P))
         wave_side = 1 if rng.random() < 0.5 else -1
-        hold = bool(rng.random() < 0.3)
+        hold = bool(rng.random() < HOLD_P)
         hold_side = -wave_side if arms.startswith("wave") else (1 if rng.random() < 0.5 else -1)
         step = loco != "idle" or (not crouch and rng.random() < 0.3)
         velocity = direction * speed
@@ -620,6 +647,9 @@ def make_scene(
         palette = np.zeros((_N_PARTS, 3), np.uint8)
         if debug_colors:
             palette[1:] = DEBUG_COLORS[pid % len(DEBUG_COLORS)]
+            # the held object in white (debug clutter is grey): in the person's own colour it was a few pixels
+            # of silhouette at the hand, and "hold object" stayed at chance after the demo's training
+            palette[_OBJECT] = DEBUG_OBJECT_COLOR
             stripe = None
         else:
             skin = _hsv_color(rng, (0.25, 0.6), (0.35, 0.95))
@@ -762,6 +792,20 @@ def _action_frame(results: Sequence[_VideoResult], w: int, h: int) -> pd.DataFra
     return pd.DataFrame(rows, columns=cols)
 
 
+def _person_box_frame(results: Sequence[_VideoResult], w: int, h: int) -> pd.DataFrame:
+    """Every annotated person at every keyframe, with or without an action, in the predicted-box layout
+    (``video_id,timestamp,x1,y1,x2,y2,,1.0``: empty action, score 1). Written with the action CSV's
+    coordinate text, so a loader that merges boxes by their text (``AVA.TRAIN_PREDICT_BOX_LISTS``) joins each
+    to its labels and keeps the people with no action as negatives."""
+    rows = [
+        (r.video_id, f"{b.second:04d}", b.box[0] / w, b.box[1] / h, b.box[2] / w, b.box[3] / h, "", 1.0)
+        for r in results
+        for b in r.boxes
+    ]
+    cols = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def _coco(results: Sequence[_VideoResult], w: int, h: int) -> dict[str, Any]:
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
@@ -808,6 +852,10 @@ def _write_split_annotations(out: Path, split: str, results: Sequence[_VideoResu
     ann = out / "annotations"
     actions = _action_frame(results, w, h)
     write_csv_atomic(actions, ann / f"ava_{split}_v2.2.csv", header=False, float_format="%.3f")
+    write_csv_atomic(
+        _person_box_frame(results, w, h), ann / PERSON_BOXES_NAME.format(split=split), header=False,
+        float_format="%.3f",
+    )  # fmt: skip
     excluded = pd.DataFrame(
         [(r.video_id, f"{s:04d}") for r in results for s in r.excluded], columns=["video_id", "second"]
     )
@@ -868,7 +916,8 @@ def generate(
         val_fraction: share of videos in the val split.
         crf: x264 quality of the MP4s.
         jpeg_quality: JPEG quality of the extracted frames.
-        debug_colors: flat background, each person one flat unique colour (for tests).
+        debug_colors: flat background, each person one flat unique colour, held objects white (for tests
+            and the demo).
         workers: processes for rendering and frame extraction (0: this process only).
         progress: progress bars.
 

@@ -17,11 +17,15 @@ from PIL import Image
 from ava_tools.synth import (
     ALIAS_STRIDE,
     DEBUG_COLORS,
+    DEBUG_OBJECT_COLOR,
     FPS,
+    PERSON_BOXES_NAME,
     SYNTH_CLASSES,
+    TIME_ORIGIN_SEC,
     Segment,
     generate,
     get_args_parser,
+    keyframe_seconds,
     main,
     make_scene,
     person_joints,
@@ -214,7 +218,8 @@ def colour_mask(img: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
 
 
 def test_boxes_are_tight_around_rendered_pixels(debug: Path) -> None:
-    """Each CSV box is the tight box of the pixels showing the person's flat debug colour in the render."""
+    """Each CSV box is the tight box of the pixels showing the person's flat debug colour in the render, and of
+    the white object it holds (the white pixels the render attributes to that person)."""
     scenes = {
         f"synth{i:03d}": make_scene(i, seed=5, seconds=DEBUG_SECONDS, width=W, height=H, debug_colors=True)
         for i in (0, 1)
@@ -222,9 +227,16 @@ def test_boxes_are_tight_around_rendered_pixels(debug: Path) -> None:
     df = pd.concat(read_actions(debug / "annotations" / f"ava_{s}_v2.2.csv") for s in ("train", "val"))
     boxes = df.drop_duplicates(["video_id", "timestamp", "person_id"])
     assert len(boxes) >= 10
+    hold_rows = df[df.action_id == NAME_TO_ID["hold object"]]
+    holding = set(zip(hold_rows.video_id, hold_rows.timestamp, hold_rows.person_id, strict=True))
+    assert holding  # the seed shows the held object
     for r in rows_of(boxes):
-        rgb = render_frame(scenes[r.video_id], (int(r.timestamp) - 900) * FPS).rgb
-        ys, xs = np.nonzero((rgb == DEBUG_COLORS[r.person_id % len(DEBUG_COLORS)]).all(axis=2))
+        frame = render_frame(scenes[r.video_id], (int(r.timestamp) - 900) * FPS)
+        body = (frame.rgb == DEBUG_COLORS[r.person_id % len(DEBUG_COLORS)]).all(axis=2)
+        held = (frame.rgb == DEBUG_OBJECT_COLOR).all(axis=2) & (frame.ids == r.person_id + 1)
+        # the held object is white, never the person's colour
+        assert held.any() == ((r.video_id, f"{r.timestamp:04d}", r.person_id) in holding), r
+        ys, xs = np.nonzero(body | held)
         expected = [xs.min() / W, ys.min() / H, (xs.max() + 1) / W, (ys.max() + 1) / H]
         assert np.allclose([r.x1, r.y1, r.x2, r.y2], expected, atol=0.0005 + 1e-9), (r, expected)
 
@@ -301,6 +313,50 @@ def test_labels_match_scene_state_and_speeds() -> None:
                 assert ("object" in j) == seg.hold
                 assert (j["hip"][1] > person.foot_y - 0.35 * person.height) == seg.crouch
     assert len(seen) >= 7
+
+
+def test_labels_are_sparse_like_ava() -> None:
+    """Generator version 2: on the people inside the frame at the keyframes of a demo-sized dataset (16 x 30 s),
+    each class is on 8-22% of them (AVA-like, so random scores score low), every class is present, about a
+    third do nothing, and most of the others carry 1 or 2 actions. Version 1 put each class on 18-32%."""
+    counts = np.zeros(len(SYNTH_CLASSES) + 1)
+    n_labels: list[int] = []
+    for index in range(16):
+        scene = make_scene(index, seed=0, seconds=30, width=W, height=H, debug_colors=True)
+        for second in keyframe_seconds(30):
+            n = (second - TIME_ORIGIN_SEC) * FPS
+            for person in scene.persons:
+                if n >= person.spawn and 0 < person.x[n] < W:
+                    labels = person.segment_at(n).labels()
+                    counts[labels] += 1
+                    n_labels.append(len(labels))
+    share = counts[1:] / len(n_labels)
+    assert ((share > 0.08) & (share < 0.22)).all(), share
+    assert share.mean() < 0.17, share
+    k = np.bincount(n_labels, minlength=5) / len(n_labels)
+    assert 0.2 < k[0] < 0.4 and k[1] + k[2] > 0.45 and k[4:].sum() < 0.05, k
+
+
+def test_person_boxes_merge_with_the_action_boxes(tiny: tuple[Path, float]) -> None:
+    """The person-box file lists every COCO box with the action CSV's box text: loaded as predicted boxes beside
+    the GT (the synth configs' AVA.TRAIN_PREDICT_BOX_LISTS), each labelled person is one box with its labels and
+    the people with no action are extra boxes with no label (training negatives)."""
+    from slowfast_det.data.annotations import load_boxes_and_labels
+
+    out, _ = tiny
+    ann = out / "annotations"
+    for split in ("train", "val"):
+        coco = json.loads((ann / f"coco_person_{split}.json").read_text())
+        actions = read_actions(ann / f"ava_{split}_v2.2.csv")
+        gt_only = load_boxes_and_labels([ann / f"ava_{split}_v2.2.csv"], [], score_thresh=0.5, num_classes=9)
+        both = load_boxes_and_labels(
+            [ann / f"ava_{split}_v2.2.csv"], [ann / PERSON_BOXES_NAME.format(split=split)],
+            score_thresh=0.5, num_classes=9,
+        )  # fmt: skip
+        assert len(both.boxes) == len(coco["annotations"])
+        labelled = both.labels.any(axis=1)
+        assert labelled.sum() == len(gt_only.boxes) == len(actions.groupby(["video_id", "timestamp", "person_id"]))
+        assert both.labels.sum() == gt_only.labels.sum() == len(actions)
 
 
 def test_action_changes_fall_between_keyframes() -> None:

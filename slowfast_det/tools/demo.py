@@ -66,12 +66,12 @@ HELDOUT_MAP_TARGET = 0.6
 class DemoSettings:
     """Sizes of the demo run (defaults fit ~10 minutes on 2 CPU cores)."""
 
-    videos: int = 16
+    videos: int = 24
     seconds: int = 30
     width: int = 192
     height: int = 144
     seed: int = 0
-    detector_iters: int = 400
+    detector_iters: int = 800
     epochs: int = 20
     # long enough for people to enter, cross and leave: ~18 keyframes and a few dozen boxes to score
     heldout_seconds: int = 20
