@@ -37,6 +37,7 @@ message naming the weights, the video and the keyframe time, unless ``allow_nonf
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import glob
@@ -44,6 +45,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +189,8 @@ class _Prepared:
 
 #: ``VideoActionDetector(pipeline=...)`` values.
 PIPELINES = ("overlapped", "sequential")
+#: ``VideoActionDetector(cpu_policy=...)`` values.
+CPU_POLICIES = ("split", "shared", "all")
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
@@ -217,6 +221,9 @@ class VideoActionDetector:
         pipeline: ``overlapped`` (decode, detection, preprocessing, SlowFast and tracking as threads joined by
             bounded queues, :meth:`_run_overlapped`) or ``sequential`` (one step after the other, in the
             calling thread; for debugging). Both give the same results.
+        cpu_policy: how the overlapped pipeline's two model stages share a CPU's cores: ``split`` (each half of
+            torch's threads), ``shared`` (they take turns, all threads) or ``all`` (each all threads); see
+            :meth:`_run_overlapped`.
     """
 
     def __init__(
@@ -241,9 +248,12 @@ class VideoActionDetector:
         weights_name: str | None = None,
         detector_weights_name: str | None = None,
         pipeline: str = "overlapped",
+        cpu_policy: str = "split",
     ) -> None:
         if pipeline not in PIPELINES:
             raise ValueError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}")
+        if cpu_policy not in CPU_POLICIES:
+            raise ValueError(f"cpu_policy must be one of {CPU_POLICIES}, got {cpu_policy!r}")
         if head_act not in _ACTIVATIONS:
             raise ValueError(f"head_act must be one of {sorted(_ACTIVATIONS)}, got {head_act!r}")
         if batch_size < 1:
@@ -267,6 +277,7 @@ class VideoActionDetector:
         self.weights_name = weights_name or "the SlowFast weights"
         self.detector_weights_name = detector_weights_name or "the detector weights"
         self.pipeline = pipeline
+        self.cpu_policy = cpu_policy
         self._detector_nonfinite = _watch_nonfinite_outputs(detector)
 
     # ----------------------------------------------------------------------------------------------------
@@ -417,14 +428,20 @@ class VideoActionDetector:
         """:meth:`_process_batch` on every batch, as overlapped stages (:func:`run_stages`): decode + clip
         assembly (the ``batches`` iterator) | detect | prepare | slowfast | track (the caller's thread).
 
-        On a CPU, the two model stages run at the same time, so each gets half of torch's threads (at least one)
-        for the run: two stages with all threads each would oversubscribe the cores (see the README for the
-        measurements behind this policy). On a GPU, both stages queue their CUDA work while decoding and
-        preprocessing (page-locked inputs, non-blocking copies) go on in the other threads.
+        On a CPU, ``cpu_policy`` shares the cores between the two model stages: ``split`` (the default) gives
+        each half of torch's threads (at least one) for the run, as both run at the same time; ``shared`` lets
+        them take turns with all threads; ``all`` gives each all threads (oversubscribed; for comparison). See
+        the README for the measurements behind the default. On a GPU, both stages queue their CUDA work while
+        decoding and preprocessing (page-locked inputs, non-blocking copies) go on in the other threads.
         """
 
+        cpu = self.device.type == "cpu"
+        # "shared": the two model stages take turns, each with all threads (a lock around their forwards)
+        turns = threading.Lock() if cpu and self.cpu_policy == "shared" else contextlib.nullcontext()
+
         def detect(batch: list[KeyframeClip]) -> tuple[Any, ...]:
-            return (batch, *self._detect(batch, path, warnings))
+            with turns:
+                return (batch, *self._detect(batch, path, warnings))
 
         def prepare(item: tuple[Any, ...]) -> tuple[Any, ...]:
             batch, _, norm_boxes = item
@@ -432,11 +449,13 @@ class VideoActionDetector:
 
         def score(item: tuple[Any, ...]) -> tuple[Any, ...]:
             batch, detections, norm_boxes, prepared = item
-            return batch, detections, norm_boxes, self._score_batch(batch, norm_boxes, prepared, path, warnings)
+            with turns:
+                return batch, detections, norm_boxes, self._score_batch(batch, norm_boxes, prepared, path, warnings)
 
         busy: dict[str, float] = {}
         threads = torch.get_num_threads()
-        if self.device.type == "cpu":
+        if cpu and self.cpu_policy == "split":
+            # torch's thread count is one setting for the whole process (OpenMP): both stages get the half
             torch.set_num_threads(max(1, threads // 2))
         try:
             stages: list[tuple[str, Callable[[Any], Any]]] = [("detect", detect), ("prepare", prepare),
