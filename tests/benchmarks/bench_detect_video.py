@@ -1,6 +1,7 @@
 """Benchmark detect-video on CPU: overlapped vs sequential pipeline, stage busy times, peak RSS vs video length.
 
-Usage: ``python tests/benchmarks/bench_detect_video.py [--quick] [--skip-r101] [--skip-memory] [--skip-policies]``
+Usage: ``python tests/benchmarks/bench_detect_video.py [--quick] [--skip-r101] [--skip-memory] [--skip-policies]
+[--repeat N]``
 
 Runs (each in its own subprocess, so ``ru_maxrss`` is that run's peak); the small and R101 runs are made with
 ``--pipeline sequential`` and ``overlapped`` one after the other, and printed side by side: wall time, the sum
@@ -8,7 +9,9 @@ of the stages' busy seconds, the slowest stage's busy seconds, ``wall / sum`` (1
 slowest`` (1.0 = the slowest stage alone: the best an overlap can do), keyframes/s, the speed-up and whether the
 output CSVs are byte-identical. The small model is also run with the overlapped pipeline's other CPU thread
 policies (``shared``: the model stages take turns with all threads; ``all``: each all threads) against the
-default ``split`` (each half of the threads).
+default ``split`` (each half of the threads), and the sequential pipeline with one torch thread (to tell the
+gain of overlapping from that of using fewer threads). Variants run in turns, ``--repeat`` times each (median
+shown), so that a change of the machine's load hits them alike.
 
 * **small**: ``configs/synth/SLOWFAST_16x4_R50_TINY.yaml`` (the project's CPU-sized SlowFast) with the
   detectron2 model-zoo Faster R-CNN R50-FPN (``INPUT.MIN_SIZE_TEST`` = the video's short side, 1000 RPN
@@ -97,6 +100,8 @@ def run_child(spec: dict) -> dict:
     from slowfast_det.models.fused import optimize_for_inference
     from slowfast_det.pipeline.detector import OutputOptions, VideoActionDetector, run_videos
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     cfg = load_config(spec["config"], spec.get("overrides", []))
     model = optimize_for_inference(build_model(cfg).eval())
@@ -185,6 +190,16 @@ def _compare(name: str, runs: dict[str, dict]) -> None:
                                                      if k != "render"))
 
 
+def _interleaved(variants: dict[str, dict], repeat: int) -> dict[str, dict]:
+    """Each variant ``repeat`` times, in turns (A B C A B C ...: a change of the machine's load hits them
+    alike); per variant the run of median wall time."""
+    runs: dict[str, list[dict]] = {label: [] for label in variants}
+    for _ in range(repeat):
+        for label, spec in variants.items():
+            runs[label].append(_spawn(spec))
+    return {label: sorted(rs, key=lambda r: r["pipeline_wall_s"])[len(rs) // 2] for label, rs in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -193,6 +208,7 @@ def main() -> None:
     parser.add_argument("--skip-r101", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-policies", action="store_true", help="no shared/all CPU policy runs")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant, in turns; the median is shown")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench_detect_video")
     args = parser.parse_args()
     if args.child:
@@ -208,20 +224,22 @@ def main() -> None:
         "detector_opts": ["INPUT.MIN_SIZE_TEST", "360"],
     }
     if not args.skip_small:
-        runs = {"sequential": _spawn(dict(small, pipeline="sequential")),
-                "overlapped (split)": _spawn(dict(small, pipeline="overlapped", cpu_policy="split"))}
+        variants = {"sequential": dict(small, pipeline="sequential"),
+                    "overlapped (split)": dict(small, pipeline="overlapped", cpu_policy="split")}
         if not args.skip_policies:
-            runs["overlapped (shared)"] = _spawn(dict(small, pipeline="overlapped", cpu_policy="shared"))
-            runs["overlapped (all)"] = _spawn(dict(small, pipeline="overlapped", cpu_policy="all"))
+            variants["overlapped (shared)"] = dict(small, pipeline="overlapped", cpu_policy="shared")
+            variants["overlapped (all)"] = dict(small, pipeline="overlapped", cpu_policy="all")
+            variants["sequential, 1 thread"] = dict(small, pipeline="sequential", threads=1)
         name = "small (SLOWFAST_16x4_R50_TINY, 96 px; R50-FPN detector at 360 px)"
+        runs = _interleaved(variants, args.repeat)
         _compare(name, runs)
         _report(f"{name}, overlapped", runs["overlapped (split)"])
     if not args.skip_r101:
         r101 = dict(small, config=str(R101_CONFIG), overrides=["DATA.TEST_CROP_SIZE", "256"])
         r101["video"] = str(make_video(args.workdir / "walk_8s_640x360.mp4", 8, 640, 360))
         _compare("SLOWFAST_32x2_R101_50_50 at 256 px (R50-FPN detector at 360 px)",
-                 {"sequential": _spawn(dict(r101, pipeline="sequential")),
-                  "overlapped (split)": _spawn(dict(r101, pipeline="overlapped"))})
+                 _interleaved({"sequential": dict(r101, pipeline="sequential"),
+                               "overlapped (split)": dict(r101, pipeline="overlapped")}, args.repeat))
     if not args.skip_memory:
         minutes = (1, 5) if args.quick else (1, 10)
         peaks = []
