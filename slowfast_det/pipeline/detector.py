@@ -15,9 +15,16 @@
    factor, clipped), pathways split by :func:`slowfast_det.data.clips.pack_pathways`; scores are the head's
    logits through ``MODEL.HEAD_ACT`` (sigmoid for AVA).
 
-Memory does not grow with the video's length: at most ``batch_size`` finished clips plus the clips still being
-filled by the stream (see :mod:`slowfast_det.video.stream`) are held, each T frames at the test size plus one
-full-size keyframe; results are a few numbers per person and keyframe.
+**Overlapped stages** (``pipeline="overlapped"``, the default): steps 1-4 run as threads joined by bounded
+queues (:func:`slowfast_det.pipeline.stages.run_stages`): decode + clip assembly | detect | clip tensors |
+SlowFast | track, so a video takes about as long as its slowest stage; results and errors are those of
+``pipeline="sequential"``, which runs the same steps one after the other in the calling thread.
+
+Memory does not grow with the video's length: the clips still being filled by the stream (see
+:mod:`slowfast_det.video.stream`) plus finished clips, each T frames at the test size plus one full-size keyframe:
+one batch of ``batch_size`` sequentially; overlapped, at most two batches per stage (one worked on, one waiting
+in the queue after it; three of them as float tensors at most); results are a few numbers per person and
+keyframe.
 
 :func:`run_videos` runs many videos into an output folder with per-video outputs written atomically,
 skips finished ones, and returns a summary (done / skipped / failed with the reason).
@@ -79,6 +86,8 @@ from slowfast_det.video.render import RenderBox, RenderKeyframe, contact_sheet_p
 from slowfast_det.video.stream import ClipStream, KeyframeClip, as_fraction
 
 __all__ = [
+    "CPU_POLICIES",
+    "PIPELINES",
     "VIDEO_EXTENSIONS",
     "KeyframeResult",
     "NonFiniteScoresError",
@@ -461,7 +470,7 @@ class VideoActionDetector:
             stages: list[tuple[str, Callable[[Any], Any]]] = [("detect", detect), ("prepare", prepare),
                                                               ("slowfast", score)]
             for batch, detections, norm_boxes, scores in run_stages(batches, stages, source_name="decode",
-                                                                    capacity=2, busy=busy):
+                                                                    capacity=1, busy=busy):
                 tic = time.perf_counter()
                 ids = self._track(batch, norm_boxes, tracker)
                 results = self._results(batch, detections, norm_boxes, ids, scores)

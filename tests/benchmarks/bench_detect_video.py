@@ -239,7 +239,8 @@ def main() -> None:
         r101["video"] = str(make_video(args.workdir / "walk_8s_640x360.mp4", 8, 640, 360))
         _compare("SLOWFAST_32x2_R101_50_50 at 256 px (R50-FPN detector at 360 px)",
                  _interleaved({"sequential": dict(r101, pipeline="sequential"),
-                               "overlapped (split)": dict(r101, pipeline="overlapped")}, args.repeat))
+                               "overlapped (split)": dict(r101, pipeline="overlapped"),
+                               "sequential, 1 thread": dict(r101, pipeline="sequential", threads=1)}, args.repeat))
     if not args.skip_memory:
         minutes = (1, 5) if args.quick else (1, 10)
         peaks = []
