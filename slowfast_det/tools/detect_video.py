@@ -19,6 +19,10 @@ with other settings are kept and reported with the settings that differ (``--ove
 that fails (unreadable, non-finite scores, ...) is reported at the end and makes the exit status 1; a video that
 another run into the same folder is processing is left to it.
 
+Decoding, person detection, clip preprocessing, SlowFast and tracking run as overlapped stages (threads with
+bounded queues; ``--pipeline sequential`` runs them one after the other, with the same outputs); the summary
+gives keyframes/s and each stage's busy seconds.
+
 Inputs, the output folder, the device and the label map are checked before any model loads: problems with them
 are reported at once (exit status 2 when nothing can be done).
 
