@@ -9,12 +9,15 @@ The SlowFast model is a narrow R50 SlowFast with random weights. Tests check pro
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -798,3 +801,62 @@ def test_temporary_render_of_a_killed_run_is_removed(bikes_mp4: Path, tmp_path: 
     finally:
         alive.kill()
         alive.wait()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the overlapped pipeline (--pipeline overlapped, the default) against the sequential one
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _stage_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("stage-")]
+
+
+def test_overlapped_pipeline_writes_the_sequential_outputs(
+    assets: Assets, bikes_mp4: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = {}
+    for mode in ("sequential", "overlapped"):
+        out = tmp_path / mode
+        # stride 0.5 s on bikes (last frame 9.96 s): 20 keyframes, 5 batches of 4 in flight through the stages
+        assert _cli(assets, [str(bikes_mp4)], out, "--pipeline", mode, "--json", "--stride", "0.5",
+                    "--action-threshold", "0.2") == 0
+        report = capsys.readouterr().out
+        assert f"pipeline {mode}" in report
+        assert re.search(r"^20 keyframes in [\d.]+ s: [\d.]+ keyframes/s", report, re.M), report
+        assert re.search(r"^stage busy seconds: decode [\d.]+, detect [\d.]+, prepare [\d.]+, slowfast [\d.]+, "
+                         r"track [\d.]+, write [\d.]+, render [\d.]+; sum [\d.]+, slowest \w+", report, re.M), report
+        outputs[mode] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name.endswith((".csv", ".json"))
+                         and not p.name.endswith(".meta.json")}
+        assert set(outputs[mode]) == {"bikes.actions.csv", "bikes.actions.json"}
+    assert outputs["overlapped"] == outputs["sequential"]  # byte for byte
+    table = pd.read_csv(io.BytesIO(outputs["overlapped"]["bikes.actions.csv"]))
+    assert len(table["timestamp"].unique()) == 20
+    assert not _stage_threads()
+
+
+def test_a_failing_stage_ends_the_run_with_its_error(
+    assets: Assets, bikes_mp4: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the action-model stage fails (NaN scores), and the decode stage fails after some keyframes went through
+    # (a file cut in the middle, its index at the front): the same one-line reasons as the sequential pipeline
+    nan_head = _nan_checkpoint(assets.slowfast_weights, tmp_path / "nan_head.pth", "head.projection.bias", 3)
+    full = write_index_video(tmp_path / "full.mp4", cfr_times(150, Fraction(30)), width=96, height=64,
+                             faststart=True)
+    cut = tmp_path / "in" / "cut.mp4"
+    cut.parent.mkdir()
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 3 // 4])
+    failures = {}
+    for mode in ("sequential", "overlapped"):
+        lines = []
+        for name, inputs, weights in (("nan", [str(bikes_mp4)], nan_head), ("cut", [str(cut)], None)):
+            out = tmp_path / f"{mode}_{name}"
+            assert _cli(assets, inputs, out, "--pipeline", mode, weights=weights) == 1
+            lines += [line for line in capsys.readouterr().out.splitlines() if "FAILED" in line]
+            assert not (out / f"{Path(inputs[0]).stem}.actions.csv").exists()
+            assert not _stage_threads()  # every stage thread ended
+        failures[mode] = lines
+    assert failures["overlapped"] == failures["sequential"]
+    nan_line, cut_line = failures["overlapped"]
+    assert "are non-finite (NaN/inf) at keyframe 0 s" in nan_line and str(nan_head) in nan_line
+    assert "cut.mp4: truncated" in cut_line

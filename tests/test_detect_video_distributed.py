@@ -108,6 +108,10 @@ def test_two_ranks_equal_one_process_and_a_rerun_resumes(
     assert len(summary["done"]) == 6 and summary["skipped"] == [] and summary["world_size"] == 2
     assert [f["video"] for f in summary["failed"]] == [str(folder / "broken.mp4")]
     assert {v["rank"] for v in summary["videos"]} == {0, 1} and all(v["seconds"] > 0 for v in summary["videos"])
+    # throughput and the stages' busy seconds: in the merged JSON and the printed summary
+    assert summary["keyframes"] == sum(SECONDS) and summary["keyframes_per_s"] > 0, summary
+    assert {"decode", "detect", "prepare", "slowfast", "track", "write"} <= set(summary["timings"])
+    assert f"{sum(SECONDS)} keyframes in" in stdout and "keyframes/s" in stdout and "stage busy seconds" in stdout
     assert stdout.count("done: 6, skipped (outputs exist): 0, failed: 1") == 1  # rank 0 alone prints it
 
     # a crash: one rank is killed once some video is finished (torchrun then stops the other)

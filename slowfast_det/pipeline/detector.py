@@ -15,9 +15,16 @@
    factor, clipped), pathways split by :func:`slowfast_det.data.clips.pack_pathways`; scores are the head's
    logits through ``MODEL.HEAD_ACT`` (sigmoid for AVA).
 
-Memory does not grow with the video's length: at most ``batch_size`` finished clips plus the clips still being
-filled by the stream (see :mod:`slowfast_det.video.stream`) are held, each T frames at the test size plus one
-full-size keyframe; results are a few numbers per person and keyframe.
+**Overlapped stages** (``pipeline="overlapped"``, the default): steps 1-4 run as threads joined by bounded
+queues (:func:`slowfast_det.pipeline.stages.run_stages`): decode + clip assembly | detect | clip tensors |
+SlowFast | track, so a video takes about as long as its slowest stage; results and errors are those of
+``pipeline="sequential"``, which runs the same steps one after the other in the calling thread.
+
+Memory does not grow with the video's length: the clips still being filled by the stream (see
+:mod:`slowfast_det.video.stream`) plus finished clips, each T frames at the test size plus one full-size keyframe:
+one batch of ``batch_size`` sequentially; overlapped, at most two batches per stage (one worked on, one waiting
+in the queue after it; three of them as float tensors at most); results are a few numbers per person and
+keyframe.
 
 :func:`run_videos` runs many videos into an output folder with per-video outputs written atomically,
 skips finished ones, and returns a summary (done / skipped / failed with the reason).
@@ -37,6 +44,7 @@ message naming the weights, the video and the keyframe time, unless ``allow_nonf
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import glob
@@ -44,8 +52,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -70,12 +79,15 @@ from slowfast_det.data.transforms import (
 )
 from slowfast_det.detection.person import PersonDetector
 from slowfast_det.pipeline import tables
+from slowfast_det.pipeline.stages import run_stages
 from slowfast_det.pipeline.tracking import PersonTracker
 from slowfast_det.video.probe import VideoDecodeError, probe_video
 from slowfast_det.video.render import RenderBox, RenderKeyframe, contact_sheet_path, render_video
 from slowfast_det.video.stream import ClipStream, KeyframeClip, as_fraction
 
 __all__ = [
+    "CPU_POLICIES",
+    "PIPELINES",
     "VIDEO_EXTENSIONS",
     "KeyframeResult",
     "NonFiniteScoresError",
@@ -139,10 +151,12 @@ class VideoResult:
         path: the video file.
         width, height: displayed frame size (pixels, rotation applied).
         keyframes: one entry per keyframe, in time order (persons may be empty).
-        timings: seconds spent in ``decode`` (decoding, conversion, resize, clip bookkeeping), ``detect``,
-            ``track``, ``slowfast`` (clip tensors + forward + activation); ``write``/``render`` are added by
-            :func:`run_videos`.
-        stats: ``frames_decoded``, ``packets_skipped``, ``max_frames_held``, ``truncated``.
+        timings: busy seconds of each stage: ``decode`` (decoding, conversion, resize, clip bookkeeping),
+            ``detect`` (person detector), ``prepare`` (clip tensors), ``slowfast`` (forward + activation),
+            ``track`` (tracker + results); ``write``/``render`` are added by :func:`run_videos`. With the
+            overlapped pipeline the stages run at the same time, so their sum exceeds the wall time.
+        stats: ``frames_decoded``, ``packets_skipped``, ``max_frames_held``, ``truncated``, ``pipeline``,
+            ``wall_s`` (seconds from the first decode to the last result).
         warnings: things the user should know about the result (no keyframe in the time range, non-finite
             scores written with ``allow_nonfinite``).
     """
@@ -173,6 +187,20 @@ class VideoResult:
         )
 
 
+@dataclass
+class _Prepared:
+    """A batch's model inputs: the indices (in the batch) of the keyframes with people, and
+    :meth:`VideoActionDetector._prepare`'s tensors for them (None when no keyframe has people)."""
+
+    with_people: list[int]
+    inputs: tuple[list[torch.Tensor], torch.Tensor] | None
+
+
+#: ``VideoActionDetector(pipeline=...)`` values.
+PIPELINES = ("overlapped", "sequential")
+#: ``VideoActionDetector(cpu_policy=...)`` values.
+CPU_POLICIES = ("split", "shared", "all")
+
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
     "softmax": lambda x: torch.softmax(x, dim=1),
@@ -199,6 +227,12 @@ class VideoActionDetector:
         tracker_iou, tracker_max_age: :class:`slowfast_det.pipeline.tracking.PersonTracker` settings.
         allow_nonfinite: write NaN/inf scores (as a warning) instead of failing the video.
         weights_name, detector_weights_name: how error messages name the SlowFast and detector weights.
+        pipeline: ``overlapped`` (decode, detection, preprocessing, SlowFast and tracking as threads joined by
+            bounded queues, :meth:`_run_overlapped`) or ``sequential`` (one step after the other, in the
+            calling thread; for debugging). Both give the same results.
+        cpu_policy: how the overlapped pipeline's two model stages share a CPU's cores: ``split`` (each half of
+            torch's threads), ``shared`` (they take turns, all threads) or ``all`` (each all threads); see
+            :meth:`_run_overlapped`.
     """
 
     def __init__(
@@ -222,7 +256,13 @@ class VideoActionDetector:
         allow_nonfinite: bool = False,
         weights_name: str | None = None,
         detector_weights_name: str | None = None,
+        pipeline: str = "overlapped",
+        cpu_policy: str = "split",
     ) -> None:
+        if pipeline not in PIPELINES:
+            raise ValueError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}")
+        if cpu_policy not in CPU_POLICIES:
+            raise ValueError(f"cpu_policy must be one of {CPU_POLICIES}, got {cpu_policy!r}")
         if head_act not in _ACTIVATIONS:
             raise ValueError(f"head_act must be one of {sorted(_ACTIVATIONS)}, got {head_act!r}")
         if batch_size < 1:
@@ -245,6 +285,8 @@ class VideoActionDetector:
         self.allow_nonfinite = allow_nonfinite
         self.weights_name = weights_name or "the SlowFast weights"
         self.detector_weights_name = detector_weights_name or "the detector weights"
+        self.pipeline = pipeline
+        self.cpu_policy = cpu_policy
         self._detector_nonfinite = _watch_nonfinite_outputs(detector)
 
     # ----------------------------------------------------------------------------------------------------
@@ -268,8 +310,10 @@ class VideoActionDetector:
             raise RuntimeError(f"clip frames {tuple(tensor.shape)} and keyframe {resized_key[0].shape} differ")
         return pack_pathways(tensor, alpha=self.alpha), boxes_px
 
-    def _score(self, clips: list[KeyframeClip], boxes: list[np.ndarray]) -> list[np.ndarray]:
-        """(N_i, C) float32 scores for the boxes of each clip, one SlowFast forward for all."""
+    def _prepare(self, clips: list[KeyframeClip], boxes: list[np.ndarray]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """One forward's inputs for the clips: pathway batches (B, 3, T_p, H', W') and (N, 5) float32 boxes
+        ``[batch_index, x1, y1, x2, y2]`` (CPU tensors; page-locked when the model is on a GPU, so that the copy
+        in :meth:`_forward` overlaps other work)."""
         pathways: list[list[torch.Tensor]] = []
         rows = []
         for b, (c, norm) in enumerate(zip(clips, boxes, strict=True)):
@@ -279,8 +323,19 @@ class VideoActionDetector:
             for p, x in enumerate(inputs):
                 pathways[p].append(x)
             rows.append(np.concatenate([np.full((len(px), 1), b, dtype=np.float64), px], axis=1))
-        batch = [torch.stack(p).to(self.device) for p in pathways]
-        box_tensor = torch.as_tensor(np.concatenate(rows), dtype=torch.float32, device=self.device)
+        batch = [torch.stack(p) for p in pathways]
+        box_tensor = torch.as_tensor(np.concatenate(rows), dtype=torch.float32)
+        if self.device.type == "cuda":
+            batch = [x.pin_memory() for x in batch]
+            box_tensor = box_tensor.pin_memory()
+        return batch, box_tensor
+
+    def _forward(self, batch: list[torch.Tensor], box_tensor: torch.Tensor, boxes: list[np.ndarray]
+                 ) -> list[np.ndarray]:
+        """(N_i, C) float32 scores for the boxes of each clip from :meth:`_prepare`'s inputs, one forward."""
+        # non_blocking: from page-locked memory the copies are queued on the stream like the forward itself
+        batch = [x.to(self.device, non_blocking=True) for x in batch]
+        box_tensor = box_tensor.to(self.device, non_blocking=True)
         with torch.inference_mode():
             scores = self.activation(self.model(batch, box_tensor).float()).cpu().numpy()
         out, start = [], 0
@@ -289,12 +344,12 @@ class VideoActionDetector:
             start += len(norm)
         return out
 
-    def _process_batch(self, batch: list[KeyframeClip], tracker: PersonTracker, timings: dict[str, float],
-                       path: Path, warnings: dict[str, list[str]]) -> list[KeyframeResult]:
-        tic = time.perf_counter()
+    # ---- the steps of one batch of keyframes, shared by the sequential and the overlapped pipelines ----
+    def _detect(self, batch: list[KeyframeClip], path: Path, warnings: dict[str, list[str]]
+                ) -> tuple[list[Any], list[np.ndarray]]:
+        """The detector's people of each keyframe: raw detections and (N_i, 4) float64 normalised boxes."""
         self._detector_nonfinite.reset()
         detections = self.detector([c.keyframe for c in batch])
-        timings["detect"] += time.perf_counter() - tic
         if self._detector_nonfinite.bad:
             bad, total = self._detector_nonfinite.bad, self._detector_nonfinite.total
             where = (f"keyframe {_seconds(batch[0].time)} s" if len(batch) == 1 else
@@ -306,24 +361,36 @@ class VideoActionDetector:
                     f"{path}: {what}; detectron2 drops such boxes silently, so people would be missing "
                     "(pass --allow-nonfinite to write the outputs anyway)")
             warnings["detector"].append(what)
-        tic = time.perf_counter()
-        norm_boxes, ids = [], []
+        norm_boxes = []
         for c, det in zip(batch, detections, strict=True):
             h, w = c.keyframe.shape[:2]
-            norm = clip(convert(det.boxes.astype(np.float64), BoxMode.ABS_XYXY, BoxMode.NORM_XYXY, width=w, height=h),
-                        BoxMode.NORM_XYXY)
-            norm_boxes.append(norm)
-            # the keyframe image gives the tracker each box's colours; the scores rank doubtful boxes last
-            ids.append(tracker.update(norm, scores=det.scores, image=c.keyframe))
-        timings["track"] += time.perf_counter() - tic
-        tic = time.perf_counter()
+            norm_boxes.append(clip(convert(det.boxes.astype(np.float64), BoxMode.ABS_XYXY, BoxMode.NORM_XYXY,
+                                           width=w, height=h), BoxMode.NORM_XYXY))
+        return detections, norm_boxes
+
+    def _track(self, batch: list[KeyframeClip], detections: list[Any], norm_boxes: list[np.ndarray],
+               tracker: PersonTracker) -> list[np.ndarray]:
+        """Person ids of each keyframe's boxes, keyframe by keyframe (the only place the tracker is called).
+        The keyframe image gives the tracker each box's colours; the detector scores rank doubtful boxes last."""
+        return [tracker.update(norm, scores=det.scores, image=c.keyframe)
+                for c, det, norm in zip(batch, detections, norm_boxes, strict=True)]
+
+    def _prepare_batch(self, batch: list[KeyframeClip], norm_boxes: list[np.ndarray]) -> _Prepared:
+        """Model inputs of the keyframes with people (None when no keyframe of the batch has any)."""
         with_people = [i for i, n in enumerate(norm_boxes) if len(n)]
-        scores: dict[int, np.ndarray] = {}
-        if with_people:
-            per_clip = self._score([batch[i] for i in with_people], [norm_boxes[i] for i in with_people])
-            scores = dict(zip(with_people, per_clip, strict=True))
-        timings["slowfast"] += time.perf_counter() - tic
-        for i in with_people:
+        if not with_people:
+            return _Prepared(with_people, None)
+        return _Prepared(with_people, self._prepare([batch[i] for i in with_people],
+                                                    [norm_boxes[i] for i in with_people]))
+
+    def _score_batch(self, batch: list[KeyframeClip], norm_boxes: list[np.ndarray], prepared: _Prepared,
+                     path: Path, warnings: dict[str, list[str]]) -> dict[int, np.ndarray]:
+        """``{keyframe index in batch: (N_i, C) scores}`` of the keyframes with people; non-finite checked."""
+        if prepared.inputs is None:
+            return {}
+        per_clip = self._forward(*prepared.inputs, [norm_boxes[i] for i in prepared.with_people])
+        scores = dict(zip(prepared.with_people, per_clip, strict=True))
+        for i in prepared.with_people:
             bad = int(np.count_nonzero(~np.isfinite(scores[i])))
             if bad:
                 n, c = scores[i].shape
@@ -334,6 +401,11 @@ class VideoActionDetector:
                         f"{path}: {what}: the weights or the model's activations are broken "
                         "(pass --allow-nonfinite to write the outputs anyway)")
                 warnings["slowfast"].append(what)
+        return scores
+
+    @staticmethod
+    def _results(batch: list[KeyframeClip], detections: list[Any], norm_boxes: list[np.ndarray],
+                 ids: list[np.ndarray], scores: dict[int, np.ndarray]) -> list[KeyframeResult]:
         results = []
         for i, c in enumerate(batch):
             persons = [
@@ -343,6 +415,73 @@ class VideoActionDetector:
             ]
             results.append(KeyframeResult(c.time, persons))
         return results
+
+    def _process_batch(self, batch: list[KeyframeClip], tracker: PersonTracker, timings: dict[str, float],
+                       path: Path, warnings: dict[str, list[str]]) -> list[KeyframeResult]:
+        """Detect, track and score one batch in the calling thread (the sequential pipeline, and live runs)."""
+        tic = time.perf_counter()
+        detections, norm_boxes = self._detect(batch, path, warnings)
+        timings["detect"] += time.perf_counter() - tic
+        tic = time.perf_counter()
+        ids = self._track(batch, detections, norm_boxes, tracker)
+        timings["track"] += time.perf_counter() - tic
+        tic = time.perf_counter()
+        prepared = self._prepare_batch(batch, norm_boxes)
+        timings["prepare"] = timings.get("prepare", 0.0) + time.perf_counter() - tic
+        tic = time.perf_counter()
+        scores = self._score_batch(batch, norm_boxes, prepared, path, warnings)
+        timings["slowfast"] += time.perf_counter() - tic
+        return self._results(batch, detections, norm_boxes, ids, scores)
+
+    def _run_overlapped(self, batches: Iterator[list[KeyframeClip]], tracker: PersonTracker,
+                        timings: dict[str, float], path: Path, warnings: dict[str, list[str]]
+                        ) -> Generator[list[KeyframeResult], None, None]:
+        """:meth:`_process_batch` on every batch, as overlapped stages (:func:`run_stages`): decode + clip
+        assembly (the ``batches`` iterator) | detect | prepare | slowfast | track (the caller's thread).
+
+        On a CPU, ``cpu_policy`` shares the cores between the two model stages: ``split`` (the default) gives
+        each half of torch's threads (at least one) for the run, as both run at the same time; ``shared`` lets
+        them take turns with all threads; ``all`` gives each all threads (oversubscribed; for comparison). See
+        the README for the measurements behind the default. On a GPU, both stages queue their CUDA work while
+        decoding and preprocessing (page-locked inputs, non-blocking copies) go on in the other threads.
+        """
+
+        cpu = self.device.type == "cpu"
+        # "shared": the two model stages take turns, each with all threads (a lock around their forwards)
+        turns = threading.Lock() if cpu and self.cpu_policy == "shared" else contextlib.nullcontext()
+
+        def detect(batch: list[KeyframeClip]) -> tuple[Any, ...]:
+            with turns:
+                return (batch, *self._detect(batch, path, warnings))
+
+        def prepare(item: tuple[Any, ...]) -> tuple[Any, ...]:
+            batch, _, norm_boxes = item
+            return (*item, self._prepare_batch(batch, norm_boxes))
+
+        def score(item: tuple[Any, ...]) -> tuple[Any, ...]:
+            batch, detections, norm_boxes, prepared = item
+            with turns:
+                return batch, detections, norm_boxes, self._score_batch(batch, norm_boxes, prepared, path, warnings)
+
+        busy: dict[str, float] = {}
+        threads = torch.get_num_threads()
+        if cpu and self.cpu_policy == "split":
+            # torch's thread count is one setting for the whole process (OpenMP): both stages get the half
+            torch.set_num_threads(max(1, threads // 2))
+        try:
+            stages: list[tuple[str, Callable[[Any], Any]]] = [("detect", detect), ("prepare", prepare),
+                                                              ("slowfast", score)]
+            for batch, detections, norm_boxes, scores in run_stages(batches, stages, source_name="decode",
+                                                                    capacity=1, busy=busy):
+                tic = time.perf_counter()
+                ids = self._track(batch, detections, norm_boxes, tracker)
+                results = self._results(batch, detections, norm_boxes, ids, scores)
+                timings["track"] += time.perf_counter() - tic
+                yield results
+        finally:
+            torch.set_num_threads(threads)
+            for key in ("detect", "prepare", "slowfast"):
+                timings[key] = timings.get(key, 0.0) + busy.get(key, 0.0)
 
     def run(
         self,
@@ -374,15 +513,25 @@ class VideoActionDetector:
         )
         info = probe_video(path)
         total = _expected_keyframes(info.duration_s, stream.start, stream.stride, stream.end)
-        timings = {"decode": 0.0, "detect": 0.0, "track": 0.0, "slowfast": 0.0}
+        timings = {"decode": 0.0, "detect": 0.0, "prepare": 0.0, "slowfast": 0.0, "track": 0.0}
         tracker = PersonTracker(iou_threshold=self.tracker_iou, max_age=self.tracker_max_age)
         results: list[KeyframeResult] = []
         nonfinite: dict[str, list[str]] = {"detector": [], "slowfast": []}
+        tic = time.perf_counter()
         with tqdm(total=total, desc=path.name, unit="kf", disable=not progress, position=progress_position,
                   leave=False, dynamic_ncols=True) as bar:
-            for batch in _batched(iter(stream), self.batch_size):
-                results.extend(self._process_batch(batch, tracker, timings, path, nonfinite))
-                bar.update(len(batch))
+            batches = _batched(iter(stream), self.batch_size)
+            if self.pipeline == "sequential":
+                done = (self._process_batch(batch, tracker, timings, path, nonfinite) for batch in batches)
+            else:
+                done = self._run_overlapped(batches, tracker, timings, path, nonfinite)
+            try:
+                for batch_results in done:
+                    results.extend(batch_results)
+                    bar.update(len(batch_results))
+            finally:
+                done.close()  # stops and joins the stage threads now, also when this loop is interrupted
+        wall = time.perf_counter() - tic
         timings["decode"] = stream.decode_seconds
         warnings = []
         for kind, found in nonfinite.items():
@@ -411,6 +560,8 @@ class VideoActionDetector:
                 "packets_skipped": stream.packets_skipped,
                 "max_frames_held": stream.max_frames_held,
                 "truncated": stream.truncated,
+                "pipeline": self.pipeline,
+                "wall_s": wall,
             },
             warnings=warnings,
         )
@@ -619,6 +770,12 @@ class RunSummary:
         failed: ``(input, reason)``, including outputs made with other settings (left as they were).
         locked: videos another run was processing (its lock was held).
         warnings: ``(video, message)`` about finished videos.
+        timings: busy seconds per stage, summed over the finished videos (see :class:`VideoResult`), plus
+            ``write`` and ``render``.
+        video_seconds: video time covered by the keyframes of the finished videos.
+        keyframes: keyframes processed (finished videos).
+        wall_seconds: seconds from the first decode to the outputs written, summed over the finished videos
+            (model loading and skipped videos not included): ``keyframes / wall_seconds`` is the throughput.
     """
 
     done: list[Path] = field(default_factory=list)
@@ -628,6 +785,31 @@ class RunSummary:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     video_seconds: float = 0.0
+    keyframes: int = 0
+    wall_seconds: float = 0.0
+
+    def keyframes_per_second(self) -> float | None:
+        """Keyframes processed per second of :attr:`wall_seconds` (None before any)."""
+        return self.keyframes / self.wall_seconds if self.wall_seconds > 0 else None
+
+    def stage_lines(self) -> list[str]:
+        """Throughput and per-stage busy seconds (empty when no video was processed).
+
+        Stages that overlap in time (the overlapped pipeline) have busy seconds summing to more than the wall
+        time; the slowest stage bounds the wall time from below.
+        """
+        if not self.done:
+            return []
+        rate = self.keyframes_per_second()
+        busy = {k: v for k, v in self.timings.items() if k != "render"}
+        slowest = max(busy, key=lambda k: busy[k]) if busy else ""
+        out = [f"{self.keyframes} keyframes in {self.wall_seconds:.1f} s: "
+               + (f"{rate:.2f} keyframes/s" if rate is not None else "-")
+               + f"; {self.video_seconds:.1f} s of video ({self.video_seconds / max(self.wall_seconds, 1e-9):.2f}x)"]
+        if busy:
+            out.append("stage busy seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.timings.items())
+                       + f"; sum {sum(busy.values()):.1f}, slowest {slowest} {busy[slowest]:.1f}")
+        return out
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
@@ -850,7 +1032,8 @@ def run_videos(
         raise ValueError(f"output format must be 'csv' or 'ava', got {options.format!r}")
     videos, problems = expand_inputs(inputs)
     summary = RunSummary(failed=list(problems))
-    summary.timings = {"decode": 0.0, "detect": 0.0, "track": 0.0, "slowfast": 0.0, "write": 0.0, "render": 0.0}
+    summary.timings = {"decode": 0.0, "detect": 0.0, "prepare": 0.0, "slowfast": 0.0, "track": 0.0, "write": 0.0,
+                       "render": 0.0}
     single = len(videos) == 1
     if options.render is not None and not single and options.render.suffix.lower() == ".mp4":
         raise UserError(f"--render {options.render}: with {len(videos)} videos, name a folder, not an .mp4 file")
@@ -927,6 +1110,7 @@ def _run_one(
         runner = get_runner()
         try:
             meta.unlink(missing_ok=True)  # outputs being redone are described by no record until they are complete
+            started = time.perf_counter()
             result = runner.run(video, stride=stride_s, start=start_s, end=end_s, allow_truncated=allow_truncated,
                                 progress=progress, progress_position=1)
             _write_outputs(result, video, paths, meta, settings, options, stride=stride_s)
@@ -944,6 +1128,8 @@ def _run_one(
         summary.warnings.append((str(video), message))
     for key, value in result.timings.items():
         summary.timings[key] = summary.timings.get(key, 0.0) + value
+    summary.keyframes += len(result.keyframes)
+    summary.wall_seconds += time.perf_counter() - started
     if result.keyframes:
         summary.video_seconds += float(result.keyframes[-1].time - result.keyframes[0].time + stride_s)
 

@@ -140,6 +140,7 @@ def run_sharded(
     records: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
     video_seconds = 0.0
+    keyframes, wall_seconds = 0, 0.0
     for video in mine:
         tic = time.perf_counter()
         summary = run_videos(get_runner, [video], options, stride=stride, start=start, end=end,
@@ -148,6 +149,8 @@ def run_sharded(
         for key, value in summary.timings.items():
             timings[key] = timings.get(key, 0.0) + value
         video_seconds += summary.video_seconds
+        keyframes += summary.keyframes
+        wall_seconds += summary.wall_seconds
     report_failed = False
     if report:
         from slowfast_det.report import write_detect_video_reports
@@ -156,6 +159,7 @@ def run_sharded(
         lines, report_failed = write_detect_video_reports(finished, options, stride=stride)
         print(*lines, sep="\n")
     gathered = all_gather_objects({"records": records, "timings": timings, "video_seconds": video_seconds,
+                                   "keyframes": keyframes, "wall_seconds": wall_seconds,
                                    "report_failed": report_failed})
     status = 0
     if dist.is_main:
@@ -195,7 +199,9 @@ def _merge(gathered: list[dict[str, Any]], problems: Sequence[tuple[str, str]], 
         for key, value in g["timings"].items():
             merged.timings[key] = merged.timings.get(key, 0.0) + value
         merged.video_seconds += g["video_seconds"]
-    for line in merged.lines():
+        merged.keyframes += g["keyframes"]
+        merged.wall_seconds += g["wall_seconds"]
+    for line in merged.lines() + merged.stage_lines():
         print(line)
     per_rank = {r: sum(x["seconds"] for x in records if x["rank"] == r) for r in range(dist.world_size)}
     print(f"{dist.world_size} processes on {dist.num_nodes} node(s); busy seconds per rank: "
@@ -212,7 +218,12 @@ def _merge(gathered: list[dict[str, Any]], problems: Sequence[tuple[str, str]], 
         "videos": records,
         "seconds_per_rank": per_rank,
         "timings": {k: round(v, 3) for k, v in merged.timings.items()},
+        # stage busy seconds are "timings"; wall seconds are summed over the ranks (each its own videos)
+        "keyframes": merged.keyframes,
+        "wall_seconds": round(merged.wall_seconds, 3),
     }
+    rate = merged.keyframes_per_second()
+    doc["keyframes_per_s"] = None if rate is None else round(rate, 3)
     atomic.write_json_atomic(doc, options.output_dir / SUMMARY_NAME, indent=1, allow_nan=False)
     failed = bool(merged.failed) or any(g["report_failed"] for g in gathered)
     return 1 if failed else 0

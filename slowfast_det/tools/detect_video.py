@@ -19,6 +19,10 @@ with other settings are kept and reported with the settings that differ (``--ove
 that fails (unreadable, non-finite scores, ...) is reported at the end and makes the exit status 1; a video that
 another run into the same folder is processing is left to it.
 
+Decoding, person detection, clip preprocessing, SlowFast and tracking run as overlapped stages (threads with
+bounded queues; ``--pipeline sequential`` runs them one after the other, with the same outputs); the summary
+gives keyframes/s and each stage's busy seconds.
+
 Inputs, the output folder, the device and the label map are checked before any model loads: problems with them
 are reported at once (exit status 2 when nothing can be done).
 
@@ -170,6 +174,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
     run.add_argument("--batch-size", type=_positive_int, default=4,
                      help="keyframes per detector call and SlowFast forward")
+    run.add_argument("--pipeline", choices=("overlapped", "sequential"), default="overlapped",
+                     help="overlapped (default): decoding, person detection, clip preprocessing, SlowFast and "
+                          "tracking run as threads joined by bounded queues; sequential: one after the other (for "
+                          "debugging). Same outputs; the summary gives each stage's busy seconds")
     run.add_argument("--no-optimize", action="store_true",
                      help="run the plain model instead of slowfast_det.models.fused.optimize_for_inference (BN folded, "
                           "fused oneDNN convs; same outputs to float rounding)")
@@ -379,7 +387,8 @@ def main(args: argparse.Namespace) -> int:
                 model=model, detector=detector, device=device, batch_size=args.batch_size,
                 tracker_iou=args.tracker_iou, tracker_max_age=args.tracker_max_age,
                 allow_nonfinite=args.allow_nonfinite, weights_name=str(weights),
-                detector_weights_name=str(det_weights) if det_weights else None, **video_detector_kwargs(cfg),
+                detector_weights_name=str(det_weights) if det_weights else None, pipeline=args.pipeline,
+                **video_detector_kwargs(cfg),
             )
         except UserError:
             raise
@@ -413,8 +422,9 @@ def main(args: argparse.Namespace) -> int:
         lines, report_failed = write_detect_video_reports(summary.done + summary.skipped, options, stride=args.stride)
         print(*lines, sep="\n")
     if summary.done:
-        shares = ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items())
-        print(f"{summary.video_seconds:.1f} s of video in {wall:.1f} s ({summary.video_seconds / wall:.2f}x); {shares}")
+        print(f"{summary.video_seconds:.1f} s of video in {wall:.1f} s with model loading "
+              f"({summary.video_seconds / wall:.2f}x); pipeline {args.pipeline}")
+        print(*summary.stage_lines(), sep="\n")
     return 1 if summary.failed or report_failed else 0
 
 

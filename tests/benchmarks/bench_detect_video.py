@@ -1,8 +1,17 @@
-"""Benchmark detect-video on CPU: video seconds per wall second, time shares, peak RSS vs video length.
+"""Benchmark detect-video on CPU: overlapped vs sequential pipeline, stage busy times, peak RSS vs video length.
 
-Usage: ``python tests/benchmarks/bench_detect_video.py [--quick] [--skip-r101] [--skip-memory]``
+Usage: ``python tests/benchmarks/bench_detect_video.py [--quick] [--skip-r101] [--skip-memory] [--skip-policies]
+[--repeat N]``
 
-Runs (each in its own subprocess, so ``ru_maxrss`` is that run's peak):
+Runs (each in its own subprocess, so ``ru_maxrss`` is that run's peak); the small and R101 runs are made with
+``--pipeline sequential`` and ``overlapped`` one after the other, and printed side by side: wall time, the sum
+of the stages' busy seconds, the slowest stage's busy seconds, ``wall / sum`` (1.0 = no overlap), ``wall /
+slowest`` (1.0 = the slowest stage alone: the best an overlap can do), keyframes/s, the speed-up and whether the
+output CSVs are byte-identical. The small model is also run with the overlapped pipeline's other CPU thread
+policies (``shared``: the model stages take turns with all threads; ``all``: each all threads) against the
+default ``split`` (each half of the threads), and the sequential pipeline with one torch thread (to tell the
+gain of overlapping from that of using fewer threads). Variants run in turns, ``--repeat`` times each (median
+shown), so that a change of the machine's load hits them alike.
 
 * **small**: ``configs/synth/SLOWFAST_16x4_R50_TINY.yaml`` (the project's CPU-sized SlowFast) with the
   detectron2 model-zoo Faster R-CNN R50-FPN (``INPUT.MIN_SIZE_TEST`` = the video's short side, 1000 RPN
@@ -21,6 +30,7 @@ resize + clip bookkeeping, ``track`` the tracker; ``decode + track`` must stay u
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -90,6 +100,8 @@ def run_child(spec: dict) -> dict:
     from slowfast_det.models.fused import optimize_for_inference
     from slowfast_det.pipeline.detector import OutputOptions, VideoActionDetector, run_videos
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     cfg = load_config(spec["config"], spec.get("overrides", []))
     model = optimize_for_inference(build_model(cfg).eval())
@@ -106,21 +118,27 @@ def run_child(spec: dict) -> dict:
             layer.bias.zero_()
         predictor.cls_score.bias[0] = 5.0
     runner = VideoActionDetector(
-        model=model, detector=detector, batch_size=spec.get("batch_size", 4), **video_detector_kwargs(cfg)
+        model=model, detector=detector, batch_size=spec.get("batch_size", 4), pipeline=spec.get("pipeline",
+                                                                                                   "overlapped"),
+        cpu_policy=spec.get("cpu_policy", "split"), **video_detector_kwargs(cfg)
     )
     with tempfile.TemporaryDirectory() as out:
         options = OutputOptions(output_dir=Path(out), class_names={}, action_threshold=0.0, topk=5)
         tic = time.perf_counter()
         summary = run_videos(runner, [spec["video"]], options, progress=False)
         wall = time.perf_counter() - tic
-        rows = sum(1 for _ in open(next(Path(out).glob("*.csv")))) - 1
+        table = next(Path(out).glob("*.csv")).read_bytes()
+        rows = table.count(b"\n") - 1
     if summary.failed:
         raise RuntimeError(summary.failed)
     return {
         "wall_s": wall,
+        "pipeline_wall_s": summary.wall_seconds,
         "video_s": summary.video_seconds,
+        "keyframes": summary.keyframes,
         "timings": summary.timings,
         "rows": rows,
+        "csv_sha256": hashlib.sha256(table).hexdigest(),
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
     }
@@ -147,6 +165,41 @@ def _report(name: str, r: dict) -> None:
     )
 
 
+def _stages(r: dict) -> tuple[float, float, str]:
+    """(sum of the stages' busy seconds, the slowest stage's, its name); the render stage is not run here."""
+    busy = {k: v for k, v in r["timings"].items() if k != "render"}
+    slowest = max(busy, key=lambda k: busy[k])
+    return sum(busy.values()), busy[slowest], slowest
+
+
+def _compare(name: str, runs: dict[str, dict]) -> None:
+    """Print the runs of one workload side by side (the first is the reference of the speed-up and outputs)."""
+    print(f"{name}:")
+    ref_name = next(iter(runs))
+    ref = runs[ref_name]
+    print(f"  {'run':<22} {'wall s':>7} {'sum s':>7} {'slowest s':>16} {'wall/sum':>8} {'wall/slowest':>12} "
+          f"{'kf/s':>6} {'speed-up':>8}  outputs")
+    for label, r in runs.items():
+        wall = r["pipeline_wall_s"]
+        total, slowest, which = _stages(r)
+        same = "identical" if r["csv_sha256"] == ref["csv_sha256"] else "DIFFER"
+        print(f"  {label:<22} {wall:7.2f} {total:7.2f} {slowest:7.2f} {which:>8} {wall / total:8.2f} "
+              f"{wall / slowest:12.2f} {r['keyframes'] / wall:6.2f} {ref['pipeline_wall_s'] / wall:7.2f}x  "
+              f"{same if label != ref_name else 'reference'}")
+        print("  " + " " * 22 + " busy: " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()
+                                                     if k != "render"))
+
+
+def _interleaved(variants: dict[str, dict], repeat: int) -> dict[str, dict]:
+    """Each variant ``repeat`` times, in turns (A B C A B C ...: a change of the machine's load hits them
+    alike); per variant the run of median wall time."""
+    runs: dict[str, list[dict]] = {label: [] for label in variants}
+    for _ in range(repeat):
+        for label, spec in variants.items():
+            runs[label].append(_spawn(spec))
+    return {label: sorted(rs, key=lambda r: r["pipeline_wall_s"])[len(rs) // 2] for label, rs in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -154,13 +207,15 @@ def main() -> None:
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--skip-r101", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-policies", action="store_true", help="no shared/all CPU policy runs")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant, in turns; the median is shown")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench_detect_video")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_child(json.loads(args.child))))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
+    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs; all ratios below are from this one run")
     seconds = 10 if args.quick else 20
     video = make_video(args.workdir / f"walk_{seconds}s_640x360.mp4", seconds, 640, 360)
     small = {
@@ -169,11 +224,23 @@ def main() -> None:
         "detector_opts": ["INPUT.MIN_SIZE_TEST", "360"],
     }
     if not args.skip_small:
-        _report("small (SLOWFAST_16x4_R50_TINY, 96 px; R50-FPN detector at 360 px)", _spawn(small))
+        variants = {"sequential": dict(small, pipeline="sequential"),
+                    "overlapped (split)": dict(small, pipeline="overlapped", cpu_policy="split")}
+        if not args.skip_policies:
+            variants["overlapped (shared)"] = dict(small, pipeline="overlapped", cpu_policy="shared")
+            variants["overlapped (all)"] = dict(small, pipeline="overlapped", cpu_policy="all")
+            variants["sequential, 1 thread"] = dict(small, pipeline="sequential", threads=1)
+        name = "small (SLOWFAST_16x4_R50_TINY, 96 px; R50-FPN detector at 360 px)"
+        runs = _interleaved(variants, args.repeat)
+        _compare(name, runs)
+        _report(f"{name}, overlapped", runs["overlapped (split)"])
     if not args.skip_r101:
         r101 = dict(small, config=str(R101_CONFIG), overrides=["DATA.TEST_CROP_SIZE", "256"])
         r101["video"] = str(make_video(args.workdir / "walk_8s_640x360.mp4", 8, 640, 360))
-        _report("SLOWFAST_32x2_R101_50_50 at 256 px (R50-FPN detector at 360 px)", _spawn(r101))
+        _compare("SLOWFAST_32x2_R101_50_50 at 256 px (R50-FPN detector at 360 px)",
+                 _interleaved({"sequential": dict(r101, pipeline="sequential"),
+                               "overlapped (split)": dict(r101, pipeline="overlapped"),
+                               "sequential, 1 thread": dict(r101, pipeline="sequential", threads=1)}, args.repeat))
     if not args.skip_memory:
         minutes = (1, 5) if args.quick else (1, 10)
         peaks = []
