@@ -340,20 +340,6 @@ def evaluation_kwargs(cfg: CfgNode, *, use_exclusions: bool = False, during_trai
     }
 
 
-#: ``TEST.PRECISION`` values and the autocast dtype each one runs under (None: plain float32)
-TEST_PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-def test_precision(cfg: CfgNode) -> str:
-    """``TEST.PRECISION``, checked: one of :data:`TEST_PRECISIONS`."""
-    from slowfast_det.config import ConfigError
-
-    value = str(cfg.TEST.PRECISION).lower()
-    if value not in TEST_PRECISIONS:
-        raise ConfigError(f"TEST.PRECISION {cfg.TEST.PRECISION!r}: expected one of {', '.join(TEST_PRECISIONS)}")
-    return value
-
-
 def weights_kwargs(cfg: CfgNode) -> dict[str, Any]:
     """Where a run's weights come from: ``train`` initial weights (``TRAIN.CHECKPOINT_FILE_PATH``), ``test``
     weights (``TEST.CHECKPOINT_FILE_PATH``), ``None`` where empty, and ``auto_resume`` (``TRAIN.AUTO_RESUME``).

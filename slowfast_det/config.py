@@ -71,8 +71,6 @@ def get_default_config() -> CfgNode:
     c.TEST.DATASET = "ava"  # ours, as TRAIN.DATASET
     c.TEST.BATCH_SIZE = 8
     c.TEST.CHECKPOINT_FILE_PATH = ""
-    # ours: fp32, or fp16 / bf16 autocast on a GPU (see README "Precision": faster there, scores differ slightly)
-    c.TEST.PRECISION = "fp32"
 
     c.RESNET = CfgNode()
     c.RESNET.TRANS_FUNC = "bottleneck_transform"

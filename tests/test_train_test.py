@@ -714,37 +714,36 @@ def test_detections_frame_rows_and_round_trip(tmp_path: Path) -> None:
         detections_frame(video_ids=["a", "b"], timestamps=[902, 903], boxes=boxes, scores=scores, class_ids=[4])
 
 
-def test_test_precision_is_checked_and_gpu_only(trained: Path, cfg_file: Path, tmp_path: Path) -> None:
-    """TEST.PRECISION: an unknown value names the key and the choices; fp16/bf16 on CPU stop before any model
-    runs (they are slower than float32 there); the autocast dtypes are the named ones."""
-    from slowfast_det.engine.launch import test_from_config
+
+def test_autocast_precisions_are_checked() -> None:
+    """fp16/bf16 autocast is refused on CPU (slower than float32 there), unknown names are refused."""
     from slowfast_det.engine.tester import autocast_dtype
 
-    ckpt = trained / "checkpoints" / "checkpoint_epoch_00002.pyth"
-    opts = ["OUTPUT_DIR", str(tmp_path / "t"), "TEST.CHECKPOINT_FILE_PATH", str(ckpt)]
-    with pytest.raises(ConfigError, match=r"TEST.PRECISION 'fp8': expected one of fp32, fp16, bf16"):
-        test_from_config(load_config(cfg_file, [*opts, "TEST.PRECISION", "fp8"]), progress=False)
-    with pytest.raises(ConfigError, match=r"TEST.PRECISION bf16 runs on a GPU only \(this run computes on cpu\)"):
-        test_from_config(load_config(cfg_file, [*opts, "TEST.PRECISION", "bf16"]), progress=False)
-    assert not (tmp_path / "t" / "detections.csv").exists()
     assert autocast_dtype("fp32", torch.device("cpu")) is None
     assert autocast_dtype("fp16", torch.device("cuda")) is torch.float16
     assert autocast_dtype("bf16", torch.device("cuda")) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision bf16 is for CUDA devices"):
+        autocast_dtype("bf16", torch.device("cpu"))
+    with pytest.raises(ValueError, match="precision 'fp8': expected one of fp32, fp16, bf16"):
+        autocast_dtype("fp8", torch.device("cuda"))
+
+
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run on the device machine)")
-def test_test_precision_on_gpu_stays_close_to_fp32(trained: Path, cfg_file: Path, tmp_path: Path) -> None:
-    """On a GPU, fp16 and bf16 test runs give the fp32 run's rows with scores within 2e-2."""
-    from slowfast_det.engine.launch import test_from_config
+def test_autocast_predictions_on_gpu_stay_close_to_fp32(trained: Path, cfg_file: Path) -> None:
+    """On a GPU, fp16 and bf16 autocast predictions give the fp32 rows with scores within 2e-2."""
+    from slowfast_det.engine.distributed import init_distributed
+    from slowfast_det.engine.launch import build_split_loader
+    from slowfast_det.engine.tester import predict
 
-    ckpt = trained / "checkpoints" / "checkpoint_epoch_00002.pyth"
-    outs = {}
-    for precision in ("fp32", "fp16", "bf16"):
-        opts = ["OUTPUT_DIR", str(tmp_path / precision), "TEST.CHECKPOINT_FILE_PATH", str(ckpt), "NUM_GPUS", "1",
-                "TEST.PRECISION", precision]  # fmt: skip
-        outs[precision] = test_from_config(load_config(cfg_file, opts), progress=False)
-    ref = outs["fp32"].detections
+    cfg = load_config(cfg_file, ["NUM_GPUS", "1"])
+    ctx = init_distributed(**builders.distributed_kwargs(cfg))
+    model = build_model(cfg).to(ctx.device)
+    model.load_state_dict(load_checkpoint(trained / "checkpoints" / "checkpoint_epoch_00002.pyth")["model_state"])
+    loader = build_split_loader(cfg, "test", ctx)
+    preds = {p: predict(model, loader, device=ctx.device, precision=p, progress=False) for p in PRECISIONS}
     for precision in ("fp16", "bf16"):
-        det = outs[precision].detections
-        assert (det.drop(columns="score") == ref.drop(columns="score")).all().all()
-        assert np.abs(det["score"].to_numpy() - ref["score"].to_numpy()).max() < 2e-2
+        np.testing.assert_array_equal(preds[precision].boxes, preds["fp32"].boxes)
+        assert np.abs(preds[precision].scores - preds["fp32"].scores).max() < 2e-2

@@ -14,8 +14,7 @@ Weights, in PySlowFast's order of precedence:
 * testing: ``TEST.CHECKPOINT_FILE_PATH``, else the newest checkpoint in ``OUTPUT_DIR``, else
   ``TRAIN.CHECKPOINT_FILE_PATH``; with none of them the run stops (random weights are never tested silently).
 
-The evaluation during training runs in float32 (``TRAIN.MIXED_PRECISION`` applies to training); testing in
-``TEST.PRECISION`` (float32 by default; fp16/bf16 autocast on a GPU).
+Testing and the evaluation during training run in float32 (``TRAIN.MIXED_PRECISION`` applies to training).
 
 Inputs are checked before the long work: the test files (label map against ``MODEL.NUM_CLASSES``, ground
 truth, and, for training, the whole validation dataset) before any epoch is trained or any model runs.
@@ -164,14 +163,6 @@ def test_from_config(
     """
     ctx = init_distributed(**builders.distributed_kwargs(cfg))
     tk = builders.trainer_kwargs(cfg)
-    precision = builders.test_precision(cfg)
-    if precision != "fp32" and ctx.device.type != "cuda":
-        from slowfast_det.config import ConfigError
-
-        raise ConfigError(
-            f"TEST.PRECISION {precision} runs on a GPU only (this run computes on {ctx.device}); "
-            "use fp32 on CPU, where it is the fastest"
-        )
     setup_logging(tk["output_dir"], is_main=ctx.is_main, filename="test_log.txt")
     eval_kwargs = builders.evaluation_kwargs(cfg, use_exclusions=use_exclusions)
     check_test_inputs(
@@ -193,7 +184,7 @@ def test_from_config(
     _warn_nonfinite_weights(model, path)
     out = run_test(
         model, build_split_loader(cfg, "test", ctx), ctx=ctx, output_dir=tk["output_dir"], progress=progress,
-        allow_nonfinite=allow_nonfinite, model_name=f"checkpoint {path}", precision=precision, **eval_kwargs,
+        allow_nonfinite=allow_nonfinite, model_name=f"checkpoint {path}", **eval_kwargs,
     )
     if out is not None:
         logger.info("%s\nwrote %s", format_results(out), Path(tk["output_dir"]) / "metrics.json")

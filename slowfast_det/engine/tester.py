@@ -161,7 +161,8 @@ def predict(
     first batch holding any is logged at once, naming its video and keyframe. :func:`run_test` decides.
 
     ``precision``: ``fp32``, or ``fp16`` / ``bf16`` autocast (CUDA only: on CPU they are slower than float32,
-    measured in ``tests/benchmarks/bench_model.py``). Scores are computed from float32 logits either way.
+    measured in ``tests/benchmarks/bench_model.py``). Scores are computed from float32 logits either way. No
+    config key or CLI option selects fp16/bf16 yet: their GPU speed is not measured (README, "Precision").
     """
     model.eval()
     amp_dtype = autocast_dtype(precision, device)

@@ -55,7 +55,6 @@ from ava_tools.synth import SYNTH_CLASSES, generate
 from slowfast_det.config import load_config
 from slowfast_det.detection.training import write_groundtruth_boxes
 from slowfast_det.engine import launch
-from slowfast_det.engine.trainer import find_last_checkpoint
 from slowfast_det.models import build_model, count_gflops
 from slowfast_det.tools import demo
 
@@ -127,13 +126,9 @@ def run_one(
     seed: int,
     extra: list[str],
     params: dict[str, Any],
-    precisions: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train and test one model on GT boxes; the result is kept in ``run_dir/result.json`` and reused when
-    the parameters are the same (checkpoints of a run with other parameters are removed first).
-
-    ``precisions`` (``fp16``, ``bf16``; GPU): the trained weights are also tested with that
-    ``TEST.PRECISION``; the result records its mAP, the change against fp32 and max |score - fp32 score|."""
+    the parameters are the same (checkpoints of a run with other parameters are removed first)."""
     result_path, params_path = run_dir / "result.json", run_dir / "params.json"
     if params_path.is_file() and json.loads(params_path.read_text()) != params:
         shutil.rmtree(run_dir)  # another experiment: auto-resume must not continue its checkpoints
@@ -148,17 +143,6 @@ def run_one(
     train_s = time.perf_counter() - tic
     out = launch.test_from_config(load_config(config, opts), progress=False)
     assert out is not None
-    lower: dict[str, dict[str, float]] = {}
-    for precision in precisions:  # the same weights tested again in a lower precision (GPU)
-        low = launch.test_from_config(
-            load_config(config, [*opts, "TEST.PRECISION", precision, "OUTPUT_DIR", str(run_dir / precision),
-                                 "TEST.CHECKPOINT_FILE_PATH", str(find_last_checkpoint(run_dir))]),  # fmt: skip
-            progress=False,
-        )
-        assert low is not None and len(low.detections) == len(out.detections)
-        dscore = np.abs(low.detections["score"].to_numpy() - out.detections["score"].to_numpy())
-        lower[precision] = {"map": float(low.map), "map_change": float(low.map - out.map),
-                            "max_abs_score_diff": float(dscore.max()) if len(dscore) else 0.0}  # fmt: skip
     table = out.result.per_class
     ap = {str(n): float(a) for n, a in zip(table["name"], table["ap"], strict=True)}
     res: dict[str, Any] = {"all": float(out.map)}
@@ -167,7 +151,6 @@ def run_one(
         res[kind] = float(np.mean(values)) if values else float("nan")
     res["per_class"] = ap
     res["train_seconds"] = train_s
-    res["precisions"] = lower
     write_json_atomic(res, result_path, allow_nan=True)
     return res
 
@@ -185,8 +168,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--gpu", action="store_true", help="train and test on the GPU (NUM_GPUS 1)")
     p.add_argument("--workers", type=int, default=0, help="SynthAVA render processes (0: this one)")
-    p.add_argument("--precisions", nargs="*", default=[], choices=["fp16", "bf16"],
-                   help="also test the trained SlowFast in these precisions (GPU): mAP change, max |score diff|")
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_synth_claim"))
     p.add_argument("--json", type=Path, default=None, help="also write all results and gaps here")
     p.add_argument("opts", nargs="*", help="extra KEY VALUE config overrides for every model")
@@ -218,10 +199,8 @@ def main() -> None:
                       "epochs": args.epochs, "debug_colors": args.debug_colors, "seed": seed,
                       "config": MODELS[name], "opts": list(args.opts)}
             extra = list(args.opts) + (["NUM_GPUS", "1"] if args.gpu else [])
-            precisions = tuple(args.precisions) if name == SLOWFAST else ()
-            params["gpu"], params["precisions"] = args.gpu, list(precisions)
-            res = run_one(data, run_dir, config, epochs=args.epochs, seed=seed, extra=extra, params=params,
-                          precisions=precisions)  # fmt: skip
+            params["gpu"] = args.gpu
+            res = run_one(data, run_dir, config, epochs=args.epochs, seed=seed, extra=extra, params=params)
             results[name].append(res)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {res[k]:.3f}" for k in ("all", *KINDS))
                   + f" (trained in {res['train_seconds']:.0f} s)", flush=True)
@@ -275,15 +254,6 @@ def main() -> None:
         else:
             print(f"{claim}: {g.verdict.upper()} (gap {g.mean * 100:+.1f} points, "
                   f"95% CI [{g.lo * 100:+.1f}, {g.hi * 100:+.1f}], {g.n} seeds)")
-    for precision in args.precisions:
-        rows = [r["precisions"][precision] for r in results[SLOWFAST] if precision in r.get("precisions", {})]
-        if rows:
-            change = [r["map_change"] * 100 for r in rows]
-            print(
-                f"\nSlowFast tested in {precision} (same weights, GPU autocast), over {len(rows)} seed(s): "
-                f"mAP change {np.mean(change):+.2f} points (min {min(change):+.2f}, max {max(change):+.2f}), "
-                f"max |score - fp32 score| {max(r['max_abs_score_diff'] for r in rows):.1e}"
-            )
     elapsed = time.perf_counter() - tic
     print(f"\n({elapsed:.0f} s)")
     if args.json is not None:
