@@ -179,3 +179,29 @@ def test_optimized_detector_gives_the_same_boxes_on_a_real_frame(bikes_mp4: Path
     np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4, rtol=0)
     model = optimize_detector(plain.model)  # in place, and idempotent
     assert optimize_detector(model) is model
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_channels_last_roi_align_equals_torchvision(aligned: bool, sampling_ratio: int) -> None:
+    # the optimised detector's box pooler: separable RoIAlign on channels-last features, against torchvision's
+    # op on boxes of every size, partly or wholly outside the map, degenerate, on both images of a batch
+    from torchvision.ops import roi_align
+
+    from slowfast_det.detection.fused import roi_align_channels_last
+
+    gen = torch.Generator().manual_seed(0)
+    scale = 0.25
+    features = torch.randn(2, 32, 30, 50, generator=gen).contiguous(memory_format=torch.channels_last)
+    n = 200
+    size = torch.tensor([50 / scale, 30 / scale])
+    corner = torch.rand(n, 2, generator=gen) * size * 1.3 - 0.15 * size
+    extent = torch.rand(n, 2, generator=gen) ** 2 * size
+    boxes = torch.cat([torch.randint(0, 2, (n, 1), generator=gen).float(), corner, corner + extent], dim=1)
+    boxes[:3, 3:] = boxes[:3, 1:3]  # zero width and height
+    boxes[3] = torch.tensor([1.0, -40.0, -40.0, -30.0, -30.0])  # wholly outside
+    expected = roi_align(features.contiguous(), boxes, 7, scale, sampling_ratio, aligned)
+    got = roi_align_channels_last(features, boxes, 7, scale, sampling_ratio, aligned)
+    assert got.shape == expected.shape == (n, 32, 7, 7)
+    torch.testing.assert_close(got, expected, atol=2e-5, rtol=1e-5)
+    assert roi_align_channels_last(features, boxes[:0], 7, scale, sampling_ratio, aligned).shape == (0, 32, 7, 7)
