@@ -205,3 +205,24 @@ def test_channels_last_roi_align_equals_torchvision(aligned: bool, sampling_rati
     assert got.shape == expected.shape == (n, 32, 7, 7)
     torch.testing.assert_close(got, expected, atol=2e-5, rtol=1e-5)
     assert roi_align_channels_last(features, boxes[:0], 7, scale, sampling_ratio, aligned).shape == (0, 32, 7, 7)
+
+
+def test_optimized_detector_runs_a_cpu_batch_one_image_per_pass(bikes_mp4: Path) -> None:
+    # batched passes cost more CPU time per keyframe than single ones at detector sizes: the optimised model
+    # splits a batch on CPU, with the results of separate calls
+    from slowfast_det.detection.person import PersonDetector
+
+    torch.set_num_threads(1)
+    with av.open(str(bikes_mp4)) as container:
+        frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(2), container.decode(video=0), strict=False)]
+    frames[1] = frames[1][:200, :500].copy()  # another size
+    torch.manual_seed(0)
+    opts = ["INPUT.MIN_SIZE_TEST", "160", "INPUT.MAX_SIZE_TEST", "400"]
+    det = PersonDetector(weights=None, opts=opts, score_threshold=0.0, batch_size=2)
+    passes = []
+    det.inference_model().backbone.register_forward_hook(lambda m, i, o: passes.append(i[0].shape[0]))
+    batched = det(frames)
+    assert passes == [1, 1]
+    singles = [det([f])[0] for f in frames]
+    for got, expected in zip(batched, singles, strict=True):
+        np.testing.assert_array_equal(got.boxes, expected.boxes)
