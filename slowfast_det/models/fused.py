@@ -364,10 +364,24 @@ class Int8Conv3d(nn.Module):
         conv: the fp32 fused conv (its folded weight and bias).
         input_range: (min, max) of the conv's input seen in calibration.
         output_range: (min, max) of the conv's output before residual and ReLU (with the bias it is called
-            with).
+            with). With a ReLU and no residual the range starts at 0: the requantisation's clamp is the ReLU,
+            and the whole 8 bits cover the values kept.
+        residual_input: the conv is called with a residual (its ReLU comes after the add, so its own output
+            keeps negative values).
+        quantized_output: return the quint8 output itself (only for a ReLU conv called without residual whose
+            consumer is another :class:`Int8Conv3d`, e.g. convs a and b of a residual block): saves a
+            dequantize and a quantize pass over the tensor.
     """
 
-    def __init__(self, conv: FusedConv3d, *, input_range: tuple[float, float], output_range: tuple[float, float]):
+    def __init__(
+        self,
+        conv: FusedConv3d,
+        *,
+        input_range: tuple[float, float],
+        output_range: tuple[float, float],
+        quantized_output: bool = False,
+        residual_input: bool = False,
+    ):
         super().__init__()
         from torch.ao.nn.quantized import Conv3d as QuantizedConv3d
 
@@ -383,8 +397,11 @@ class Int8Conv3d(nn.Module):
         scales = (weight.abs().amax(dim=(1, 2, 3, 4)).double() / 127).clamp(min=1e-12)
         qweight = torch.quantize_per_channel(weight, scales, torch.zeros(c_out, dtype=torch.long), 0, torch.qint8)
         qconv.set_weight_bias(qweight, self.bias.detach())
-        qconv.scale, qconv.zero_point = _quint8_affine(*output_range)
+        low, high = output_range
+        relu_output = conv.relu and not residual_input
+        qconv.scale, qconv.zero_point = _quint8_affine(0.0 if relu_output else low, high)
         self.qconv = qconv
+        self.quantized_output = quantized_output and relu_output
 
     def can_accumulate(self, x: Tensor, residual: Tensor) -> bool:
         """Never: the int8 conv writes a fresh output (see :meth:`FusedConv3d.can_accumulate`)."""
@@ -392,8 +409,14 @@ class Int8Conv3d(nn.Module):
 
     def forward(self, x: Tensor, residual: Tensor | None = None, *, bias: Tensor | None = None) -> Tensor:
         """As :meth:`FusedConv3d.forward` (``bias``, if given, replaces the folded bias)."""
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-        xq = torch.quantize_per_tensor(x, self.input_scale, self.input_zero_point, torch.quint8)
+        if x.is_quantized:  # the quint8 output of the previous int8 conv (it carries its own scale)
+            xq = x
+        else:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+            # a static range: quantize_per_tensor_dynamic (min/max per call) made SlowFast R50 2x slower
+            xq = torch.quantize_per_tensor(x, self.input_scale, self.input_zero_point, torch.quint8)
+        if self.quantized_output and residual is None and bias is None:
+            return self.qconv(xq)  # ReLU by the clamp at zero point 0
         y = self.qconv(xq).dequantize()
         if bias is not None:
             y = y.add_((bias - self.bias).view(1, -1, 1, 1, 1))
@@ -480,10 +503,22 @@ class Int8InferenceModel(InferenceModel):
         if engine is None:
             raise RuntimeError(f"int8 inference needs PyTorch's x86 quantized engine; this build has {engines}")
         torch.backends.quantized.engine = engine
-        for name, conv in self._calibration_targets().items():
+        targets = self._calibration_targets()
+        for name, conv in targets.items():
             parent_name, _, child = name.rpartition(".")
             r = self.ranges[name]
-            int8 = Int8Conv3d(conv, input_range=(r[0], r[1]), output_range=(r[2], r[3]))
+            # convs a and b of a residual block feed only the next conv: keep their outputs quint8 if it is int8
+            consumer = {"a": "b", "b": "c"}.get(child)
+            chained = (
+                isinstance(self.model.get_submodule(parent_name), _FusedResBlock)
+                and consumer is not None
+                and f"{parent_name}.{consumer}" in targets
+            )
+            in_block = isinstance(self.model.get_submodule(parent_name), _FusedResBlock)
+            int8 = Int8Conv3d(
+                conv, input_range=(r[0], r[1]), output_range=(r[2], r[3]), quantized_output=chained,
+                residual_input=in_block and child == "c",
+            )
             setattr(self.model.get_submodule(parent_name), child, int8)
 
 
@@ -493,7 +528,7 @@ def optimize_for_inference(
     dtype: torch.dtype = torch.float32,
     channels_last: bool = True,
     precision: str = "fp32",
-    calibration_calls: int = 4,
+    calibration_calls: int = 8,
 ) -> InferenceModel:
     """A copy of ``model`` prepared for fast inference (the original is not modified).
 

@@ -43,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=8, help="SynthAVA videos (a quarter go to val)")
     p.add_argument("--seconds", type=int, default=12, help="seconds per video")
     p.add_argument("--epochs", type=int, default=6, help="training epochs of the tiny model")
-    p.add_argument("--calibration", type=int, default=4, help="test batches the int8 path calibrates on")
+    p.add_argument("--calibration", type=int, default=8, help="test batches the int8 path calibrates on")
     p.add_argument("--work-dir", type=Path, default=None, help="keep the data and the run here")
     return p
 
