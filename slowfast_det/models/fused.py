@@ -543,8 +543,9 @@ def optimize_for_inference(
             differ at the 1e-2 level; RoIAlign still runs in fp32).
         channels_last: use channels-last-3d memory format.
         precision: ``"fp32"``, or ``"int8"`` (CPU): an :class:`Int8InferenceModel`, int8 backbone convs after
-            ``calibration_calls`` fp32 calls that record activation ranges (~2x faster than fp32; scores move
-            by up to a few 1e-2, see ``tests/benchmarks/bench_model.py --precision int8``).
+            ``calibration_calls`` fp32 calls that record activation ranges (1.8-2.5x faster than fp32 on CPU;
+            scores move by up to ~0.1, see ``tests/benchmarks/bench_model.py --precision int8`` and
+            ``tests/benchmarks/bench_int8_synth.py``).
         calibration_calls: forwards calibrated in fp32 before the int8 switch (``precision="int8"``).
     """
     if precision not in ("fp32", "int8"):

@@ -174,8 +174,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="run the plain model instead of slowfast_det.models.fused.optimize_for_inference (BN folded, "
                           "fused oneDNN convs; same outputs to float rounding)")
     run.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
-                     help="int8 (CPU): int8 backbone convs after 8 fp32 calibration batches, 1.9-2.5x faster than "
-                          "fp32 (R50); scores move by up to ~0.1 (README: int8 inference)")
+                     help="int8 (CPU): int8 backbone convs after 8 fp32 calibration batches, 1.8-2.5x faster than "
+                          "fp32; scores move by up to ~0.1 (README: int8 inference)")
     run.add_argument("--tracker-iou", type=float, default=0.3, help="IoU needed to continue a track")
     run.add_argument("--tracker-max-age", type=int, default=3, help="keyframes a lost person can be re-found in")
     run.add_argument("--allow-truncated", action="store_true",
