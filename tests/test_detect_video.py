@@ -559,6 +559,19 @@ def test_inputs_and_output_folder_are_checked_before_any_model_loads(
     assert not out.exists()  # the failed setup leaves no empty output folder either
 
 
+def test_int8_precision_runs_on_cpu_and_is_recorded(
+    assets: Assets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = _small_video(tmp_path / "in", frames=60)
+    assert _cli(assets, [str(video)], tmp_path / "plain", "--precision", "int8", "--no-optimize") == 2
+    assert "--precision int8 runs the optimised model on CPU" in capsys.readouterr().err
+    assert _cli(assets, [str(video)], tmp_path / "int8", "--precision", "int8") == 0
+    assert "done: 1" in capsys.readouterr().out
+    assert _meta(tmp_path / "int8", "v")["settings"]["model"]["precision"] == "int8"
+    assert _cli(assets, [str(video)], tmp_path / "int8") == 1  # fp32 does not reuse int8 outputs
+    assert "model.precision" in capsys.readouterr().out
+
+
 def _meta(out: Path, stem: str) -> dict:
     return json.loads((out / f"{stem}.meta.json").read_text())
 

@@ -179,3 +179,50 @@ def test_optimized_detector_gives_the_same_boxes_on_a_real_frame(bikes_mp4: Path
     np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4, rtol=0)
     model = optimize_detector(plain.model)  # in place, and idempotent
     assert optimize_detector(model) is model
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_channels_last_roi_align_equals_torchvision(aligned: bool, sampling_ratio: int) -> None:
+    # the optimised detector's box pooler: separable RoIAlign on channels-last features, against torchvision's
+    # op on boxes of every size, partly or wholly outside the map, degenerate, on both images of a batch
+    from torchvision.ops import roi_align
+
+    from slowfast_det.detection.fused import roi_align_channels_last
+
+    gen = torch.Generator().manual_seed(0)
+    scale = 0.25
+    features = torch.randn(2, 32, 30, 50, generator=gen).contiguous(memory_format=torch.channels_last)
+    n = 200
+    size = torch.tensor([50 / scale, 30 / scale])
+    corner = torch.rand(n, 2, generator=gen) * size * 1.3 - 0.15 * size
+    extent = torch.rand(n, 2, generator=gen) ** 2 * size
+    boxes = torch.cat([torch.randint(0, 2, (n, 1), generator=gen).float(), corner, corner + extent], dim=1)
+    boxes[:3, 3:] = boxes[:3, 1:3]  # zero width and height
+    boxes[3] = torch.tensor([1.0, -40.0, -40.0, -30.0, -30.0])  # wholly outside
+    expected = roi_align(features.contiguous(), boxes, 7, scale, sampling_ratio, aligned)
+    got = roi_align_channels_last(features, boxes, 7, scale, sampling_ratio, aligned)
+    assert got.shape == expected.shape == (n, 32, 7, 7)
+    torch.testing.assert_close(got, expected, atol=2e-5, rtol=1e-5)
+    assert roi_align_channels_last(features, boxes[:0], 7, scale, sampling_ratio, aligned).shape == (0, 32, 7, 7)
+
+
+def test_optimized_detector_runs_a_cpu_batch_one_image_per_pass(bikes_mp4: Path) -> None:
+    # batched passes cost more CPU time per keyframe than single ones at detector sizes: the optimised model
+    # splits a batch on CPU, with the results of separate calls
+    from slowfast_det.detection.person import PersonDetector
+
+    torch.set_num_threads(1)
+    with av.open(str(bikes_mp4)) as container:
+        frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(2), container.decode(video=0), strict=False)]
+    frames[1] = frames[1][:200, :500].copy()  # another size
+    torch.manual_seed(0)
+    opts = ["INPUT.MIN_SIZE_TEST", "160", "INPUT.MAX_SIZE_TEST", "400"]
+    det = PersonDetector(weights=None, opts=opts, score_threshold=0.0, batch_size=2)
+    passes = []
+    det.inference_model().backbone.register_forward_hook(lambda m, i, o: passes.append(i[0].shape[0]))
+    batched = det(frames)
+    assert passes == [1, 1]
+    singles = [det([f])[0] for f in frames]
+    for got, expected in zip(batched, singles, strict=True):
+        np.testing.assert_array_equal(got.boxes, expected.boxes)

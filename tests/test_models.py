@@ -451,6 +451,31 @@ def test_fused_conv_matches_conv_bn_relu_on_both_paths() -> None:
             torch.testing.assert_close(FusedConv3d(c, b, relu=False)(xd), b(c(xd)), atol=tol, rtol=tol)
 
 
+def test_int8_inference_calibrates_in_fp32_then_runs_int8_convs(r101: SlowFast) -> None:
+    # precision "int8": the first calls are the fp32 model's (ranges recorded), then every backbone conv but
+    # the stem's and the non-local blocks' is an int8 conv, and the scores stay close to fp32
+    from slowfast_det.models.fused import Int8Conv3d
+
+    boxes = torch.tensor([[1, 3.0, 4.0, 40.0, 30.0], [0, 0.0, 0.0, 47.0, 47.0]])
+    fp32 = optimize_for_inference(r101)
+    int8 = optimize_for_inference(r101, precision="int8", calibration_calls=2)
+    for seed in (2, 3):
+        clips = slowfast_clips(2, seed=seed)
+        # calibrating: fp32 (only the in-place residual GEMM is off, so the rounding differs)
+        torch.testing.assert_close(int8(clips, boxes), fp32(clips, boxes), atol=1e-5, rtol=0)
+    kinds = {name: type(m).__name__ for name, m in int8.model.named_modules()
+             if isinstance(m, FusedConv3d | Int8Conv3d)}
+    assert kinds["s1.pathway0_stem.conv"] == "FusedConv3d" and kinds["s4.pathway0_nonlocal6.theta"] == "FusedConv3d"
+    assert kinds["s4.pathway0_res0.c"] == kinds["s2_fuse.conv_f2s"] == "Int8Conv3d"
+    assert sum(kind == "Int8Conv3d" for kind in kinds.values()) > 100
+    clips = slowfast_clips(2, seed=4)
+    scores, expected = int8(clips, boxes).sigmoid(), fp32(clips, boxes).sigmoid()
+    assert not torch.equal(scores, expected)
+    torch.testing.assert_close(scores, expected, atol=0.05, rtol=0)
+    with pytest.raises(ValueError, match="precision"):
+        optimize_for_inference(r101, precision="int4")
+
+
 AVA_CONFIG_NAMES = sorted(p.stem for p in (REPO / "configs/AVA").glob("*.yaml"))
 
 

@@ -4,12 +4,15 @@
 
 - every detectron2 ``Conv2d`` followed by a ``FrozenBatchNorm2d`` (or an eval-mode ``BatchNorm2d``) gets the
   BN folded into its weight and bias, and the BN removed (one pass over each feature map instead of two);
-- the backbone (ResNet + FPN) and the RPN head run in channels-last memory format, which oneDNN's 2-D
-  convolutions prefer; the FPN outputs go back to the default layout once, before the RoI heads, whose
-  RoIAlign reads NCHW.
+- every conv (+ residual add) (+ ReLU) runs as one oneDNN primitive;
+- the backbone (ResNet + FPN), the RPN head and the box pooler read channels-last maps, which oneDNN's 2-D
+  convolutions prefer;
+- RoIAlign runs on the channels-last FPN maps as two small GEMMs per RoI (:func:`roi_align_channels_last`),
+  the box head's ``fc1`` reads the pooled (R, R, C) rows directly, and the FPN's top-down sums are done in
+  place;
+- on CPU, a batch of images runs one image per pass (less CPU time than batched passes).
 
-Outputs equal the original model's to float rounding (boxes within 1e-3 px on real frames). Batching several
-keyframes per forward is :class:`slowfast_det.detection.person.PersonDetector`'s ``batch_size``.
+Outputs equal the original model's to float rounding (boxes within 1e-3 px on real frames).
 """
 
 from __future__ import annotations
@@ -98,15 +101,53 @@ def _fast_conv_forward(self: Any, x: Tensor) -> Tensor:
     return _onednn_conv(self, x)
 
 
+def _add_upsampled_(lateral: Tensor, coarse: Tensor) -> Tensor:
+    """``lateral += F.interpolate(coarse, scale_factor=2, mode="nearest")`` in one pass, in place, without the
+    upsampled map: each coarse pixel is broadcast onto its 2x2 block of the channels-last lateral rows."""
+    n, c, h, w = lateral.shape
+    if (
+        (h, w) == (2 * coarse.shape[2], 2 * coarse.shape[3])
+        and lateral.is_contiguous(memory_format=torch.channels_last)
+        and not lateral.is_contiguous()  # (C = 1 or H = W = 1 would make both layouts "contiguous")
+    ):
+        blocks = lateral.permute(0, 2, 3, 1).view(n, h // 2, 2, w // 2, 2, c)
+        blocks.add_(coarse.permute(0, 2, 3, 1)[:, :, None, :, None, :])
+        return lateral
+    return lateral.add_(F.interpolate(coarse, scale_factor=2.0, mode="nearest"))
+
+
+def _fast_fpn_forward(self: Any, x: Tensor) -> dict[str, Tensor]:
+    """detectron2's ``FPN.forward`` (``fuse_type`` "sum") with the top-down sum done in place on the lateral
+    conv's output (:func:`_add_upsampled_`): the same values, without materialising the upsampled map."""
+    bottom_up_features = self.bottom_up(x)
+    prev_features = self.lateral_convs[0](bottom_up_features[self.in_features[-1]])
+    results = [self.output_convs[0](prev_features)]
+    for idx in range(1, len(self.lateral_convs)):
+        features = bottom_up_features[self.in_features[-idx - 1]]
+        prev_features = _add_upsampled_(self.lateral_convs[idx](features), prev_features)
+        results.insert(0, self.output_convs[idx](prev_features))
+    if self.top_block is not None:
+        if self.top_block.in_feature in bottom_up_features:
+            top_block_in_feature = bottom_up_features[self.top_block.in_feature]
+        else:
+            top_block_in_feature = results[self._out_features.index(self.top_block.in_feature)]
+        results.extend(self.top_block(top_block_in_feature))
+    return dict(zip(self._out_features, results, strict=True))
+
+
 def fuse_resnet_blocks(model: nn.Module) -> None:
     """Route the (BN-folded) ResNet blocks, stem and every remaining detectron2 ``Conv2d`` (FPN, RPN head)
-    through oneDNN's fused conv (+ add) (+ ReLU), in place: instance-level forwards, names and weights kept."""
+    through oneDNN's fused conv (+ add) (+ ReLU), and the FPN's top-down sums in place, in place:
+    instance-level forwards, names and weights kept."""
     import types
 
     from detectron2.layers import Conv2d
+    from detectron2.modeling.backbone.fpn import FPN
     from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock
 
     for module in model.modules():
+        if isinstance(module, FPN) and module._fuse_type == "sum":
+            module.forward = types.MethodType(_fast_fpn_forward, module)  # type: ignore[method-assign]
         if isinstance(module, BottleneckBlock) and all(
             c.norm is None and c.activation is None for c in (module.conv1, module.conv2, module.conv3)
         ):
@@ -124,15 +165,19 @@ def fuse_resnet_blocks(model: nn.Module) -> None:
 
 
 class _ChannelsLastBackbone(nn.Module):
-    """Runs the wrapped backbone on channels-last input; returns its feature maps in the default layout
-    (the RPN head's convs accept either; RoIAlign wants NCHW and would otherwise copy per RoI level)."""
+    """Runs the wrapped backbone on channels-last input. Its feature maps stay channels-last when the box
+    pooler reads them with :func:`roi_align_channels_last` (``keep_layout``); otherwise they go back to the
+    default layout once (torchvision's RoIAlign wants NCHW and would copy per RoI level)."""
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, *, keep_layout: bool = False):
         super().__init__()
         self.inner = backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.keep_layout = keep_layout
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         features = self.inner(x.contiguous(memory_format=torch.channels_last))
+        if self.keep_layout:
+            return dict(features)
         return {name: f.contiguous() for name, f in features.items()}
 
     def output_shape(self) -> Any:
@@ -145,6 +190,86 @@ class _ChannelsLastBackbone(nn.Module):
     @property
     def padding_constraints(self) -> dict[str, Any]:
         return dict(getattr(self.inner, "padding_constraints", {}))
+
+
+def _fast_pooler_forward(self: Any, x: list[Tensor], box_lists: list[Any]) -> Tensor:
+    """detectron2's ``ROIPooler.forward`` (same level assignment) with :func:`roi_align_channels_last` per
+    level; returns (M, C, R, R) in channels-last memory."""
+    from detectron2.modeling.poolers import assign_boxes_to_levels, convert_boxes_to_pooler_format
+
+    r = self.output_size[0]
+    if len(box_lists) == 0:
+        return torch.zeros((0, x[0].shape[1], r, r), device=x[0].device, dtype=x[0].dtype)
+    rois = convert_boxes_to_pooler_format(box_lists)
+    if len(self.level_poolers) == 1:
+        levels = torch.zeros(rois.shape[0], dtype=torch.long)
+    else:
+        levels = assign_boxes_to_levels(
+            box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
+        )
+    out = torch.empty((rois.shape[0], r, r, x[0].shape[1]), dtype=x[0].dtype, device=x[0].device)
+    for level, pooler in enumerate(self.level_poolers):
+        inds = torch.nonzero(levels == level).flatten()
+        if inds.numel():
+            pooled = roi_align_channels_last(
+                x[level], rois[inds], r, pooler.spatial_scale, pooler.sampling_ratio, pooler.aligned
+            )
+            out.index_copy_(0, inds, pooled.permute(0, 2, 3, 1))
+    return out.permute(0, 3, 1, 2)
+
+
+def _fast_box_head_forward(self: Any, x: Tensor) -> Tensor:
+    """detectron2's ``FastRCNNConvFCHead.forward`` without conv layers, for pooled features in channels-last
+    memory: flattened in (R, R, C) order (a view) into ``fc1`` whose input columns were permuted to match."""
+    n, c, h, w = x.shape
+    x = x.permute(0, 2, 3, 1).reshape(n, c * h * w)  # a view for channels-last features
+    for name, layer in self.named_children():
+        if name != "flatten":
+            x = layer(x)
+    return x
+
+
+def _use_channels_last_roi_heads(model: nn.Module) -> bool:
+    """Switch the box pooler to :func:`roi_align_channels_last` and the box head to (R, R, C)-ordered ``fc1``
+    inputs, in place, when the model has detectron2's ROIAlign pooler and a conv-free FC box head; returns
+    whether it did (then the backbone's features may stay channels-last)."""
+    import types
+
+    from detectron2.layers import ROIAlign
+    from detectron2.modeling.roi_heads.box_head import FastRCNNConvFCHead
+
+    heads = getattr(model, "roi_heads", None)
+    pooler = getattr(heads, "box_pooler", None)
+    box_head = getattr(heads, "box_head", None)
+    if (
+        pooler is None
+        or not all(type(p) is ROIAlign for p in pooler.level_poolers)
+        or not isinstance(box_head, FastRCNNConvFCHead)
+        or box_head.conv_norm_relus
+        or not box_head.fcs
+        or not hasattr(box_head, "flatten")
+    ):
+        return False
+    fc1 = box_head.fcs[0]
+    r = pooler.output_size[0]
+    with torch.no_grad():
+        out_dim = fc1.weight.shape[0]
+        channels = fc1.weight.shape[1] // (r * r)
+        # columns c * R * R + i * R + j -> (i * R + j) * C + c
+        fc1.weight.copy_(fc1.weight.view(out_dim, channels, r, r).permute(0, 2, 3, 1).reshape(out_dim, -1))
+    pooler.forward = types.MethodType(_fast_pooler_forward, pooler)
+    box_head.forward = types.MethodType(_fast_box_head_forward, box_head)
+    return True
+
+
+def _one_image_at_a_time_forward(self: Any, batched_inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """detectron2's ``GeneralizedRCNN.forward`` in inference, one image per pass on CPU: the same results
+    (to float rounding) as one batched pass, ~8% less CPU time per keyframe than batches of 4 at 1333x567
+    (the batch's feature maps outgrow the caches; measured by ``tests/benchmarks/bench_detector.py``)."""
+    forward = type(self).forward
+    if self.training or len(batched_inputs) <= 1 or self.device.type != "cpu":
+        return forward(self, batched_inputs)  # type: ignore[no-any-return]
+    return [result for single in batched_inputs for result in forward(self, [single])]
 
 
 def optimize_detector(model: nn.Module, *, channels_last: bool = True) -> nn.Module:
@@ -160,7 +285,106 @@ def optimize_detector(model: nn.Module, *, channels_last: bool = True) -> nn.Mod
     fuse_resnet_blocks(model)
     backbone = getattr(model, "backbone", None)
     if channels_last and backbone is not None and not isinstance(backbone, _ChannelsLastBackbone):
-        model.backbone = _ChannelsLastBackbone(backbone)
+        model.backbone = _ChannelsLastBackbone(backbone, keep_layout=_use_channels_last_roi_heads(model))
     for param in model.parameters():
         param.requires_grad_(False)
+    import types
+
+    model.forward = types.MethodType(_one_image_at_a_time_forward, model)  # type: ignore[method-assign]
     return model
+
+
+def roi_align_channels_last(
+    features: Tensor,
+    rois: Tensor,
+    output_size: int,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """``torchvision.ops.roi_align`` (same arguments, same result to float rounding) for channels-last features,
+    as two small GEMMs per RoI instead of a scalar loop per channel.
+
+    RoIAlign's bilinear sampling is separable: the average over a bin's gh x gw samples of bilinear weights is
+    ``Ay[bin_y, row] * Ax[bin_x, col]`` summed over rows and columns, with torchvision's clamping and
+    out-of-range rules applied per axis. So each RoI's (R, R, C) output is ``Ay @ crop @ Ax^T`` over the crop
+    of rows and columns its samples touch, read in place as a strided matrix of channels-last rows.
+
+    Args:
+        features: (B, C, H, W), ideally channels-last (otherwise one copy).
+        rois: (N, 5) ``batch_index, x1, y1, x2, y2`` in input pixels (scaled by ``spatial_scale``).
+        output_size: R (square output).
+        spatial_scale: feature pixels per input pixel.
+        sampling_ratio: samples per bin and axis; 0: ``ceil(roi size / R)``, per RoI (adaptive).
+        aligned: subtract half a pixel from the scaled box (detectron2's ROIAlignV2).
+    Returns:
+        (N, C, R, R) in channels-last memory (a permuted view of (N, R, R, C)).
+    """
+    b, c, h, w = features.shape
+    n, r = rois.shape[0], output_size
+    out = torch.empty(n, r, r, c, dtype=features.dtype, device=features.device)
+    if n == 0:
+        return out.permute(0, 3, 1, 2)
+    nhwc = features.permute(0, 2, 3, 1)
+    if not nhwc.is_contiguous():
+        nhwc = nhwc.contiguous()
+    # per-axis sampling in fp32 exactly as torchvision's kernel computes it
+    rois = rois.to(torch.float32)
+    offset = 0.5 if aligned else 0.0
+    batch = rois[:, 0].long()
+    ay, y0, hc = _roi_axis_weights(rois[:, 2], rois[:, 4], spatial_scale, offset, aligned, r, sampling_ratio, h)
+    ax, x0, wc = _roi_axis_weights(rois[:, 1], rois[:, 3], spatial_scale, offset, aligned, r, sampling_ratio, w)
+    ay, ax = ay.to(features.dtype), ax.to(features.dtype)
+    rows_l, cols_l, hc_l, wc_l, batch_l = y0.tolist(), x0.tolist(), hc.tolist(), wc.tolist(), batch.tolist()
+    for i in range(n):
+        y, x, ch, cw = rows_l[i], cols_l[i], hc_l[i], wc_l[i]
+        # the crop as a (ch, cw*C) matrix view of the feature map (row stride W*C): no copy
+        crop = nhwc[batch_l[i], y : y + ch, x : x + cw].reshape(ch, cw * c)
+        tmp = torch.mm(ay[i, :, :ch], crop).view(r, cw, c)  # rows contracted: (R, cw, C)
+        torch.bmm(ax[i, :, :cw].expand(r, r, cw), tmp, out=out[i])  # columns: (R, R, C)
+    return out.permute(0, 3, 1, 2)
+
+
+def _roi_axis_weights(
+    lo: Tensor, hi: Tensor, scale: float, offset: float, aligned: bool, r: int, sampling_ratio: int, size: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One axis of RoIAlign: (N, R, S) weights of the S = largest crop's pixels per output bin (each bin's
+    average of bilinear weights over its samples, torchvision's clamping rules), the crop's first pixel (N,)
+    and each RoI's crop length (N,)."""
+    start = lo * scale - offset
+    length = hi * scale - offset - start
+    if not aligned:
+        length = length.clamp(min=1.0)
+    bin_size = length / r
+    if sampling_ratio > 0:
+        grid = torch.full_like(length, sampling_ratio, dtype=torch.long)
+    else:
+        grid = torch.ceil(length / r).long()
+    g = max(int(grid.max()), 1)
+    i = torch.arange(g, dtype=torch.float32)
+    # (N, R, g) sample coordinates: start + p * bin + (i + 0.5) * bin / grid
+    p = torch.arange(r, dtype=torch.float32)
+    grid_f = grid.clamp(min=1).to(torch.float32)
+    coord = (start[:, None, None] + p[None, :, None] * bin_size[:, None, None]) + (i + 0.5)[None, None, :] * (
+        bin_size / grid_f
+    )[:, None, None]
+    used = (i[None, None, :] < grid[:, None, None]) & (coord >= -1.0) & (coord <= size)
+    coord = coord.clamp(min=0.0)
+    low = coord.long()  # floor of a non-negative value
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, size - 1, low)
+    high = torch.where(at_edge, size - 1, low + 1)
+    coord = torch.where(at_edge, low.to(coord.dtype), coord)
+    frac = coord - low
+    inv = 1.0 - frac
+    weight = used.to(torch.float32) / grid_f[:, None, None]
+    big = torch.iinfo(torch.long).max
+    first = torch.where(used, low, big).amin(dim=(1, 2))
+    first = torch.where(first == big, 0, first)  # no sample: crop of one pixel with zero weights
+    last = torch.where(used, high, -1).amax(dim=(1, 2))
+    crop = (last - first + 1).clamp(min=1)
+    s = int(crop.max())
+    out = torch.zeros(lo.shape[0], r, s, dtype=torch.float32)
+    out.scatter_add_(2, (low - first[:, None, None]).clamp(0, s - 1), inv * weight)
+    out.scatter_add_(2, (high - first[:, None, None]).clamp(0, s - 1), frac * weight)
+    return out, first, crop
