@@ -44,7 +44,63 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4, help="keyframes per forward for the batched path")
     p.add_argument("--sizes", type=int, nargs="*", default=[800, 600, 512], help="INPUT.MIN_SIZE_TEST values")
     p.add_argument("--video", type=Path, default=None, help="video to take keyframes from (default bikes.mp4)")
+    p.add_argument("--synth", type=Path, default=None, metavar="DETECTOR_YAML",
+                   help="also measure the input-size cost on SynthAVA's val split with this trained detector "
+                        "(config written by slowfast_det.detection.training, e.g. make demo's detector/)")
+    p.add_argument("--synth-data", type=Path, default=None, help="the SynthAVA root the detector was trained on")
+    p.add_argument("--synth-only", action="store_true", help="run only the SynthAVA input-size study")
     return p
+
+
+def synth_size_study(config: Path, data: Path, threads: int) -> None:
+    """Recall and AP of a trained SynthAVA detector when its test input is scaled down by 600/800 and 512/800
+    (the ratios of ``INPUT.MIN_SIZE_TEST`` 600 and 512 to detectron2's 800), against its own training size.
+
+    Recall: share of the val split's true person boxes matched (IoU >= 0.5, each detection once, in score order)
+    by a detection with score >= 0.5 (the demo's ``AVA.DETECTION_SCORE_THRESH``).
+    """
+    import json
+
+    from slowfast_det.detection import training as dt
+    from slowfast_det.pipeline.tracking import pairwise_iou
+
+    torch.set_num_threads(threads)
+    cfg, model = dt.load_detector(config)
+    native, native_max = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+    coco = json.loads((data / "annotations" / "coco_person_val.json").read_text())
+    truth: dict[int, list[list[float]]] = {}
+    for a in coco["annotations"]:
+        x, y, w, h = a["bbox"]
+        truth.setdefault(a["image_id"], []).append([x, y, x + w, y + h])
+    paths = [data / "frames" / im["file_name"] for im in coco["images"]]
+    n_true = sum(len(v) for v in truth.values())
+    print(f"\nSynthAVA val: {len(paths)} keyframes, {n_true} true person boxes; detector trained at short side "
+          f"{native} px; {threads} thread(s)")
+    print("| scale (as MIN_SIZE_TEST) | short side px | AP50 | AP | recall (score >= 0.5) | CPU ms per keyframe |")
+    print("|---|---|---|---|---|---|")
+    for label, scale in (("800", 1.0), ("600", 600 / 800), ("512", 512 / 800)):
+        cfg.defrost()
+        cfg.INPUT.MIN_SIZE_TEST = int(round(native * scale))
+        cfg.INPUT.MAX_SIZE_TEST = int(round(native_max * scale))
+        cpu = time.process_time()
+        preds = list(dt.predict_images(model, cfg, paths))
+        cpu_ms = (time.process_time() - cpu) * 1000 / len(paths)
+        found, results = 0, []
+        for im, (boxes, scores) in zip(coco["images"], preds, strict=True):
+            gt = np.asarray(truth.get(im["id"], []), dtype=np.float64).reshape(-1, 4)
+            free = np.ones(len(gt), bool)
+            for box, score in zip(boxes.tolist(), scores.tolist(), strict=True):
+                results.append({"image_id": im["id"], "category_id": coco["categories"][0]["id"],
+                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": score})
+                if score < 0.5 or not free.any():
+                    continue
+                iou = pairwise_iou(np.asarray([box]), gt)[0] * free
+                if iou.max() >= 0.5:
+                    free[int(iou.argmax())] = False
+                    found += 1
+        m = dt.coco_box_metrics(data / "annotations" / "coco_person_val.json", results)
+        print(f"| {label} ({scale:.2f}x) | {cfg.INPUT.MIN_SIZE_TEST} | {m.ap50:.1f} | {m.ap:.1f} | "
+              f"{found / max(n_true, 1):.3f} | {cpu_ms:.0f} |", flush=True)
 
 
 def bikes_mp4() -> Path:
@@ -112,6 +168,12 @@ def time_alternating(paths: dict[str, Callable[[], Any]], repeats: int) -> dict[
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.synth is not None:
+        if args.synth_data is None:
+            raise SystemExit("--synth needs --synth-data (the SynthAVA root)")
+        synth_size_study(args.synth, args.synth_data, args.threads)
+        if args.synth_only:
+            return
     torch.set_num_threads(args.threads)
     compat.patch()
     from detectron2.engine import DefaultPredictor
