@@ -93,7 +93,29 @@ class Track:
         return self.box + self.velocity * (self.misses + 1)
 
 
-class IoUTracker:
+class _TrackerState:
+    """What every tracker here holds: its checked common settings, its tracks and the next fresh id."""
+
+    def __init__(self, *, iou_threshold: float, max_age: int, velocity_smoothing: float) -> None:
+        if not 0.0 < iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if max_age < 0:
+            raise ValueError(f"max_age must be >= 0, got {max_age}")
+        if not 0.0 < velocity_smoothing <= 1.0:
+            raise ValueError(f"velocity_smoothing must be in (0, 1], got {velocity_smoothing}")
+        self.iou_threshold = iou_threshold
+        self.max_age = max_age
+        self.velocity_smoothing = velocity_smoothing
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def reset(self) -> None:
+        """Forget all tracks; ids start again from 1 (one tracker state per video)."""
+        self.tracks = []
+        self._next_id = 1
+
+
+class IoUTracker(_TrackerState):
     """Links per-keyframe boxes into tracks by IoU alone (the earlier policy, in the module docstring).
 
     Args:
@@ -111,23 +133,8 @@ class IoUTracker:
         velocity_smoothing: float = 0.7,
         motion_model: bool = True,
     ) -> None:
-        if not 0.0 < iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-        if max_age < 0:
-            raise ValueError(f"max_age must be >= 0, got {max_age}")
-        if not 0.0 < velocity_smoothing <= 1.0:
-            raise ValueError(f"velocity_smoothing must be in (0, 1], got {velocity_smoothing}")
-        self.iou_threshold = iou_threshold
-        self.max_age = max_age
-        self.velocity_smoothing = velocity_smoothing
+        super().__init__(iou_threshold=iou_threshold, max_age=max_age, velocity_smoothing=velocity_smoothing)
         self.motion_model = motion_model
-        self.tracks: list[Track] = []
-        self._next_id = 1
-
-    def reset(self) -> None:
-        """Forget all tracks; ids start again from 1 (one tracker state per video)."""
-        self.tracks = []
-        self._next_id = 1
 
     def _match(self, tracks: list[Track], boxes: np.ndarray, free: list[int]) -> list[tuple[int, int]]:
         """Hungarian matching of ``tracks`` to detections ``free`` (indices); returns (track idx, det idx)."""
@@ -279,7 +286,7 @@ def _centre_distance(tracks: list[Track], boxes: np.ndarray, aspect: float) -> n
     return out
 
 
-class PersonTracker:
+class PersonTracker(_TrackerState):
     """Links per-keyframe person boxes into tracks by motion and appearance (policy in the module docstring).
 
     Args:
@@ -305,10 +312,7 @@ class PersonTracker:
         high_score: float = 0.7,
         velocity_smoothing: float = 0.7,
     ) -> None:
-        if not 0.0 < iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-        if max_age < 0:
-            raise ValueError(f"max_age must be >= 0, got {max_age}")
+        super().__init__(iou_threshold=iou_threshold, max_age=max_age, velocity_smoothing=velocity_smoothing)
         if motion_gate <= 0:
             raise ValueError(f"motion_gate must be > 0, got {motion_gate}")
         if not 0.0 < appearance_gate <= 1.0:
@@ -317,23 +321,11 @@ class PersonTracker:
             raise ValueError(f"appearance_weight must be in [0, 1], got {appearance_weight}")
         if not 0.0 <= appearance_momentum < 1.0:
             raise ValueError(f"appearance_momentum must be in [0, 1), got {appearance_momentum}")
-        if not 0.0 < velocity_smoothing <= 1.0:
-            raise ValueError(f"velocity_smoothing must be in (0, 1], got {velocity_smoothing}")
-        self.iou_threshold = iou_threshold
-        self.max_age = max_age
         self.motion_gate = motion_gate
         self.appearance_gate = appearance_gate
         self.appearance_weight = appearance_weight
         self.appearance_momentum = appearance_momentum
         self.high_score = high_score
-        self.velocity_smoothing = velocity_smoothing
-        self.tracks: list[Track] = []
-        self._next_id = 1
-
-    def reset(self) -> None:
-        """Forget all tracks; ids start again from 1 (one tracker state per video)."""
-        self.tracks = []
-        self._next_id = 1
 
     def _match(self, tracks: list[Track], boxes: np.ndarray, features: np.ndarray | None, free: list[int],
                aspect: float) -> list[tuple[int, int]]:
