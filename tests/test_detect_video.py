@@ -634,6 +634,25 @@ def test_rerun_skips_only_outputs_made_with_the_same_settings(
     assert str(assets.slowfast_weights.resolve()) in index
 
 
+def test_temporary_outputs_of_a_killed_run_are_removed(
+    assets: Assets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed while writing leaves ``.<output>.<random>.tmp`` (atomic writes); the next run of that video
+    (holding its lock, so no live writer can own them) removes them; other files are left alone."""
+    video = _small_video(tmp_path / "in", frames=60)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".v.actions.csv.k3j2x9.tmp", out / ".v.meta.json.a1b2c3.tmp"]
+    for f in stale:
+        f.write_bytes(b"")
+    other = out / ".w.actions.csv.zz.tmp"  # another video's: not this run's business
+    other.write_bytes(b"")
+    assert _cli(assets, [str(video)], out) == 0
+    assert "done: 1" in capsys.readouterr().out
+    assert not any(f.exists() for f in stale) and other.exists()
+    assert (out / "v.actions.csv").is_file() and (out / "v.meta.json").is_file()
+
+
 def _nan_checkpoint(source: Path, target: Path, key: str, index: int) -> Path:
     state = torch.load(source, map_location="cpu")
     model_state = state["model"] if "model" in state else state

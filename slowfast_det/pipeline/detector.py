@@ -910,6 +910,24 @@ def _plan(paths: dict[str, Path], meta: Path, settings: dict[str, Any], overwrit
     return "run", ""  # same settings, some requested output (e.g. --json, --render) is missing
 
 
+def _remove_stale_temporaries(outputs: Sequence[Path]) -> None:
+    """Remove ``.<output name>.<random>.tmp`` files (``ava_tools.atomic.atomic_output``) of this video's outputs.
+
+    Called while holding the video's lock: only the holder writes them, so any found belong to a run that was
+    killed mid-write (a live writer of this video would hold the lock)."""
+    for out in outputs:
+        try:
+            stale = [f for f in out.parent.iterdir() if f.name.startswith(f".{out.name}.") and f.name.endswith(".tmp")]
+        except OSError:
+            continue  # no folder yet
+        for f in stale:
+            try:
+                f.unlink()
+                logger.info("removed %s, left by a run that was interrupted while writing", f)
+            except OSError as exc:
+                logger.warning("cannot remove the stale temporary file %s: %s", f, exc)
+
+
 class _VideoLock:
     """An exclusive, non-blocking ``flock`` on ``<name>.lock``; the file is removed on release.
 
@@ -1099,6 +1117,7 @@ def _run_one(
         return
     try:
         meta = meta_path(video, options)
+        _remove_stale_temporaries([*paths.values(), meta])
         settings = _run_settings(video, options, stride=stride_s, start=start_s, end=end_s)
         action, reason = _plan(paths, meta, settings, options.overwrite)
         if action == "skip":
