@@ -38,7 +38,7 @@ def _train_and_test(data: Path, run: Path, *, epochs: int) -> tuple[list[float],
         # every true person box (those with no action too) for testing: isolates the action model from the
         # person detector
         "AVA.TEST_PREDICT_BOX_LISTS", f"['{PERSON_BOXES_NAME.format(split='val')}']",
-        "SOLVER.BASE_LR", "0.1",
+        "SOLVER.BASE_LR", "0.1", "SOLVER.WARMUP_START_LR", "0.01",
     ]  # fmt: skip
     config = demo.CONFIG_DIR / demo.MODELS["slow"]
     records = launch.train_from_config(load_config(config, opts), progress=False)
@@ -196,5 +196,6 @@ def test_config_digest_follows_the_config_file(tmp_path: Path) -> None:
     copy = tmp_path / "slow.yaml"
     copy.write_text(base.read_text().replace("BASE_SYNTH_AVA.yaml", str(demo.CONFIG_DIR / "BASE_SYNTH_AVA.yaml")))
     assert demo.config_digest(copy) == demo.config_digest(base)
-    copy.write_text(copy.read_text().replace("BASE_LR: 0.1", "BASE_LR: 0.2"))
+    assert "BASE_LR: 0.2" in copy.read_text()
+    copy.write_text(copy.read_text().replace("BASE_LR: 0.2", "BASE_LR: 0.3"))
     assert demo.config_digest(copy) != demo.config_digest(base)
