@@ -199,3 +199,16 @@ def test_config_digest_follows_the_config_file(tmp_path: Path) -> None:
     assert "BASE_LR: 0.2" in copy.read_text()
     copy.write_text(copy.read_text().replace("BASE_LR: 0.2", "BASE_LR: 0.3"))
     assert demo.config_digest(copy) != demo.config_digest(base)
+
+
+def test_detect_video_step_follows_the_slowfast_model(tmp_path: Path) -> None:
+    """The held-out detect_video step is re-run when the SlowFast model changes (its config file, e.g. the learning
+    rate): its marker parameters carry the SlowFast training step's, config digest included."""
+    base = demo.CONFIG_DIR / demo.MODELS["slowfast"]
+    copy = tmp_path / "sf.yaml"
+    copy.write_text(base.read_text().replace("BASE_SYNTH_AVA.yaml", str(demo.CONFIG_DIR / "BASE_SYNTH_AVA.yaml")))
+    held = {"seconds": 20, "seed": 1000}
+    before = demo.detect_video_params({"epochs": 20, "config_digest": demo.config_digest(copy)}, held)
+    copy.write_text(copy.read_text().replace("BASE_LR: 0.2", "BASE_LR: 0.3"))
+    after = demo.detect_video_params({"epochs": 20, "config_digest": demo.config_digest(copy)}, held)
+    assert before != after and before["heldout_seed"] == 1000 and before["epochs"] == 20

@@ -335,6 +335,7 @@ def run_demo(
 
     _check_boxes(Path(results["detector"]["boxes"]["val"]), s.detection_thresh)
     action_params = {**det_params, "epochs": s.epochs, "detection_thresh": s.detection_thresh}
+    train_params: dict[str, dict[str, Any]] = {}
     for name, config_name in MODELS.items():
         config = CONFIG_DIR / config_name
         run_dir = out / f"train_{name}"
@@ -343,6 +344,7 @@ def run_demo(
         )
         # the resolved config's digest: a changed config file (e.g. its learning rate) retrains
         params = {**action_params, "config": config_name, "config_digest": config_digest(config)}
+        train_params[name] = params
         trained = steps.run(
             f"train_{name}", params,
             lambda stale, c=config, o=opts, r=run_dir: _train_step(c, o, r, stale, progress),  # type: ignore[misc]
@@ -370,7 +372,8 @@ def run_demo(
         video = held / "videos" / f"{results['heldout']['val_videos'][0]}.mp4"
         results["detect_video"] = steps.run(
             "detect_video",
-            {**action_params, **{f"heldout_{k}": v for k, v in held_params.items()}, "scored": HELDOUT_SCORE_NAME},
+            # the SlowFast step's parameters (its config digest too): a retrained model re-runs the held-out video
+            detect_video_params(train_params["slowfast"], held_params),
             lambda _: _detect_video_step(
                 held, video, CONFIG_DIR / MODELS["slowfast"], results["train_slowfast"]["checkpoint"],
                 results["detector"],
@@ -378,6 +381,12 @@ def run_demo(
             ),
         )  # fmt: skip
     return _finish(results, steps)
+
+
+def detect_video_params(slowfast_params: dict[str, Any], held_params: dict[str, Any]) -> dict[str, Any]:
+    """Marker parameters of the held-out ``detect_video`` step: everything the SlowFast model it runs was
+    trained with (so a changed model re-runs it) and the held-out video's settings."""
+    return {**slowfast_params, **{f"heldout_{k}": v for k, v in held_params.items()}, "scored": HELDOUT_SCORE_NAME}
 
 
 def config_digest(config: Path) -> str:
