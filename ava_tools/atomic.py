@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "atomic_output",
+    "leftover_temporaries",
     "check_output_file",
     "check_output_folder",
     "default_file_mode",
@@ -70,6 +71,18 @@ def atomic_output(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iter
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def leftover_temporaries(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> list[Path]:
+    """The temporary files :func:`atomic_output` makes for ``path`` (``.<name>.<random><suffix>`` beside it) that
+    exist now. Once no writer of ``path`` can be running (e.g. its caller holds a lock), they are leftovers of a
+    writer that was killed and may be removed. A missing folder has none."""
+    path = Path(path)
+    try:
+        names = path.parent.iterdir()
+        return sorted(f for f in names if f.name.startswith(f".{path.name}.") and f.name.endswith(suffix))
+    except OSError:
+        return []
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:

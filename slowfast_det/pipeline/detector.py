@@ -65,7 +65,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ava_tools.atomic import check_output_folder, set_default_permissions, write_json_atomic
+from ava_tools.atomic import check_output_folder, leftover_temporaries, set_default_permissions, write_json_atomic
 from ava_tools.cli import UserError, version_string
 from slowfast_det.boxes import BoxMode, clip, convert
 from slowfast_det.data.clips import pack_pathways
@@ -910,17 +910,11 @@ def _plan(paths: dict[str, Path], meta: Path, settings: dict[str, Any], overwrit
     return "run", ""  # same settings, some requested output (e.g. --json, --render) is missing
 
 
-def _remove_stale_temporaries(outputs: Sequence[Path]) -> None:
-    """Remove ``.<output name>.<random>.tmp`` files (``ava_tools.atomic.atomic_output``) of this video's outputs.
-
-    Called while holding the video's lock: only the holder writes them, so any found belong to a run that was
-    killed mid-write (a live writer of this video would hold the lock)."""
+def _remove_interrupted_writes(outputs: Sequence[Path]) -> None:
+    """Remove the :func:`ava_tools.atomic.atomic_output` temporaries of this video's outputs. Called while holding
+    the video's lock: only the holder writes them, so any found belong to a run killed mid-write."""
     for out in outputs:
-        try:
-            stale = [f for f in out.parent.iterdir() if f.name.startswith(f".{out.name}.") and f.name.endswith(".tmp")]
-        except OSError:
-            continue  # no folder yet
-        for f in stale:
+        for f in leftover_temporaries(out):
             try:
                 f.unlink()
                 logger.info("removed %s, left by a run that was interrupted while writing", f)
@@ -1117,7 +1111,7 @@ def _run_one(
         return
     try:
         meta = meta_path(video, options)
-        _remove_stale_temporaries([*paths.values(), meta])
+        _remove_interrupted_writes([*paths.values(), meta])
         settings = _run_settings(video, options, stride=stride_s, start=start_s, end=end_s)
         action, reason = _plan(paths, meta, settings, options.overwrite)
         if action == "skip":

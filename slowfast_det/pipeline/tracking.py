@@ -114,6 +114,12 @@ class _TrackerState:
         self.tracks = []
         self._next_id = 1
 
+    def _count_misses(self, matched: set[int]) -> None:
+        """One more miss for every track not matched at this keyframe (``matched``: ``id()`` of the matched)."""
+        for track in self.tracks:
+            if id(track) not in matched:
+                track.misses += 1
+
 
 class IoUTracker(_TrackerState):
     """Links per-keyframe boxes into tracks by IoU alone (the earlier policy, in the module docstring).
@@ -164,9 +170,7 @@ class IoUTracker(_TrackerState):
                 ids[det] = track.track_id
                 matched.add(id(track))
                 free.remove(det)
-        for track in self.tracks:
-            if id(track) not in matched:
-                track.misses += 1
+        self._count_misses(matched)
         self.tracks = [t for t in self.tracks if t.misses <= self.max_age]
         for det in free:
             track = Track(self._next_id, boxes[det].copy())
@@ -388,9 +392,7 @@ class PersonTracker(_TrackerState):
                 ids[det] = track.track_id
                 matched.add(id(track))
                 free.remove(det)
-        for track in self.tracks:
-            if id(track) not in matched:
-                track.misses += 1
+        self._count_misses(matched)
         # a track begun by a low-score box (often a false positive or two people in one box) is dropped at its
         # first miss, so it cannot later take a person's box
         self.tracks = [t for t in self.tracks if t.misses <= (0 if t.tentative else self.max_age)]
