@@ -340,6 +340,12 @@ def evaluation_kwargs(cfg: CfgNode, *, use_exclusions: bool = False, during_trai
     }
 
 
+def prediction_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    """Scoring options of ``slowfast_det.engine.tester.predict`` / ``run_test``: ``multiply_person_score``
+    (``AVA.MULTIPLY_PERSON_SCORE``: action scores times each predicted box's person score)."""
+    return {"multiply_person_score": bool(cfg.AVA.MULTIPLY_PERSON_SCORE)}
+
+
 def weights_kwargs(cfg: CfgNode) -> dict[str, Any]:
     """Where a run's weights come from: ``train`` initial weights (``TRAIN.CHECKPOINT_FILE_PATH``), ``test``
     weights (``TEST.CHECKPOINT_FILE_PATH``), ``None`` where empty, and ``auto_resume`` (``TRAIN.AUTO_RESUME``).
@@ -360,7 +366,8 @@ def video_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
     """Config-driven keyword arguments of ``slowfast_det.pipeline.detector.VideoActionDetector`` (model and detector
     aside): clip sampling (``DATA.NUM_FRAMES``, ``DATA.SAMPLING_RATE`` at ``DATA.TARGET_FPS``), test resize
     (``DATA.TEST_CROP_SIZE``), normalisation (``DATA.MEAN``/``STD``, ``AVA.BGR``), pathways
-    (``SLOWFAST.ALPHA`` for ``MODEL.ARCH`` slowfast) and the score activation (``MODEL.HEAD_ACT``)."""
+    (``SLOWFAST.ALPHA`` for ``MODEL.ARCH`` slowfast), the score activation (``MODEL.HEAD_ACT``) and
+    ``AVA.MULTIPLY_PERSON_SCORE``."""
     from slowfast_det.config import ConfigError
 
     if not cfg.DETECTION.ENABLE:
@@ -375,6 +382,7 @@ def video_detector_kwargs(cfg: CfgNode) -> dict[str, Any]:
         "bgr": cfg.AVA.BGR,
         "alpha": cfg.SLOWFAST.ALPHA if cfg.MODEL.ARCH == "slowfast" else None,
         "head_act": cfg.MODEL.HEAD_ACT,
+        "multiply_person_score": bool(cfg.AVA.MULTIPLY_PERSON_SCORE),
     }
 
 

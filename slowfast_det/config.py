@@ -173,6 +173,9 @@ def get_default_config() -> CfgNode:
     c.AVA.TRAIN_PREDICT_BOX_LISTS = []
     c.AVA.TEST_PREDICT_BOX_LISTS = ["ava_val_predicted_boxes.csv"]
     c.AVA.DETECTION_SCORE_THRESH = 0.9
+    # ours: test-time action score = sigmoid score x the predicted box's person score, i.e. P(person doing the
+    # action) instead of P(action | person); PySlowFast scores P(action | person) alone (False)
+    c.AVA.MULTIPLY_PERSON_SCORE = False
     c.AVA.BGR = False
     c.AVA.TRAIN_USE_COLOR_AUGMENTATION = False
     c.AVA.TRAIN_PCA_JITTER_ONLY = True

@@ -395,6 +395,8 @@ def test_train_labels_merge_gt_and_predicted(tmp_path: Path) -> None:
     boxes, labels = kf.boxes_of(0)
     assert boxes.tolist() == [[0.1, 0.1, 0.5, 0.5], [0.6, 0.1, 0.9, 0.5], [0.2, 0.2, 0.3, 0.3]]
     assert [sorted(np.flatnonzero(r) + 1) for r in labels] == [[5, 12, 80], [1], []]
+    # person scores: a box in the ground truth scores 1.0 (also where the predicted file lists it with 0.95)
+    assert kf.box_scores_of(0).tolist() == [1.0, 1.0, 0.97] and kf.box_scores_of(2).tolist() == [0.99]
     # PySlowFast's val split without FULL_TEST_ON_VAL: seconds divisible by 4 only
     kf4 = load_boxes_and_labels([gt], [pred], score_thresh=0.9, num_classes=80, keyframe_stride=4)
     assert kf4.second.tolist() == [904]

@@ -336,6 +336,23 @@ def test_ava_format_is_read_by_the_evaluator(assets: Assets, carphone_mp4: Path,
     assert all(len(p["actions"]) == 3 for k in doc["keyframes"] for p in k["persons"])
 
 
+def test_multiply_person_score(assets: Assets, tmp_path: Path) -> None:
+    """``AVA.MULTIPLY_PERSON_SCORE`` in detect-video: each person's action scores are the plain ones times the
+    detector's score of its box (same boxes, same ids)."""
+    video = write_index_video(tmp_path / "presence.mp4", cfr_times(50, Fraction(25)), image=_presence_frames)
+    runner = _runner(assets, assets.detector_everywhere)  # person score about 0.65 everywhere
+    plain = runner.run(video)
+    runner.multiply_person_score = True
+    joint = runner.run(video)
+    pairs = [(p, q) for a, b in zip(plain.keyframes, joint.keyframes, strict=True)
+             for p, q in zip(a.persons, b.persons, strict=True)]
+    assert pairs and any(p.detector_score < 0.99 for p, _ in pairs)
+    for p, q in pairs:
+        assert (q.person_id, q.detector_score) == (p.person_id, p.detector_score)
+        np.testing.assert_array_equal(q.box, p.box)
+        np.testing.assert_allclose(q.scores, p.scores * np.float32(p.detector_score), rtol=1e-6)
+
+
 def test_keyframes_without_people(presence_runner: VideoActionDetector, tmp_path: Path) -> None:
     video = write_index_video(tmp_path / "presence.mp4", cfr_times(100, Fraction(25)), image=_presence_frames)
     result = presence_runner.run(video)

@@ -188,7 +188,7 @@ def test_channels_last_roi_align_equals_torchvision(aligned: bool, sampling_rati
     # op on boxes of every size, partly or wholly outside the map, degenerate, on both images of a batch
     from torchvision.ops import roi_align
 
-    from slowfast_det.detection.fused import roi_align_channels_last
+    from slowfast_det.roi_align import roi_align_channels_last
 
     gen = torch.Generator().manual_seed(0)
     scale = 0.25

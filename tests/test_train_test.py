@@ -754,3 +754,34 @@ def test_autocast_predictions_on_gpu_stay_close_to_fp32(trained: Path, cfg_file:
     for precision in ("fp16", "bf16"):
         np.testing.assert_array_equal(preds[precision].boxes, preds["fp32"].boxes)
         assert np.abs(preds[precision].scores - preds["fp32"].scores).max() < 2e-2
+
+
+def test_multiply_person_score_scales_each_box_by_its_file_score(trained: Path, cfg_file: Path) -> None:
+    """``AVA.MULTIPLY_PERSON_SCORE``: every score of a box is its plain score times the box's score column in
+    the predicted-box file (here the val ground truth with the person id as score: 0, 1, 2, ...)."""
+    from slowfast_det.engine.distributed import init_distributed
+    from slowfast_det.engine.launch import build_split_loader
+    from slowfast_det.engine.tester import predict
+
+    cfg = load_config(cfg_file)
+    ctx = init_distributed(**builders.distributed_kwargs(cfg))
+    model = build_model(cfg)
+    model.load_state_dict(load_checkpoint(trained / "checkpoints" / "checkpoint_epoch_00002.pyth")["model_state"])
+    loader = build_split_loader(cfg, "test", ctx)
+    plain = predict(model, loader, device=ctx.device, progress=False)
+    joint = predict(model, loader, device=ctx.device, multiply_person_score=True, progress=False)
+    assert builders.prediction_kwargs(load_config(cfg_file, ["AVA.MULTIPLY_PERSON_SCORE", "True"])) == {
+        "multiply_person_score": True
+    }
+    assert builders.prediction_kwargs(cfg) == {"multiply_person_score": False}  # PySlowFast's scoring by default
+    # the person score of each row, looked up in the CSV itself
+    table = pd.read_csv(
+        Path(cfg.AVA.ANNOTATION_DIR) / "ava_val_v2.2.csv", header=None,
+        names=["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"],
+    )  # fmt: skip
+    lookup = table.groupby(["video_id", "timestamp", "x1", "y1", "x2", "y2"])["score"].max().to_dict()
+    rows = zip(plain.video_ids, plain.timestamps, plain.boxes, strict=True)
+    person = np.array([lookup[(v, int(t), *map(float, b))] for v, t, b in rows])
+    assert len(set(person.tolist())) > 1  # several different person scores, 0 included
+    np.testing.assert_array_equal(joint.boxes, plain.boxes)
+    np.testing.assert_allclose(joint.scores, plain.scores * person[:, None], rtol=1e-6, atol=0)

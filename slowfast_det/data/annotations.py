@@ -106,6 +106,8 @@ class Keyframes:
         offsets: (K + 1,) int64; keyframe ``k``'s boxes are rows ``offsets[k]:offsets[k + 1]``.
         boxes: (N, 4) float64 normalised ``x1, y1, x2, y2`` as read (not clipped).
         labels: (N, num_classes) uint8 multi-hot; action id ``a`` (1-based) sets column ``a - 1``.
+        box_scores: (N,) float64 person score of each box: the predicted-box file's score column, 1.0 for a
+            ground-truth box (the highest where a box text is in several files).
     """
 
     video_names: list[str]
@@ -114,6 +116,7 @@ class Keyframes:
     offsets: np.ndarray
     boxes: np.ndarray
     labels: np.ndarray
+    box_scores: np.ndarray
 
     def __len__(self) -> int:
         return int(self.video_idx.shape[0])
@@ -123,13 +126,18 @@ class Keyframes:
         lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
         return self.boxes[lo:hi].copy(), self.labels[lo:hi].copy()
 
+    def box_scores_of(self, k: int) -> np.ndarray:
+        """(n,) float64 person scores of keyframe ``k``'s boxes (a copy; 1.0 for ground-truth boxes)."""
+        return self.box_scores[int(self.offsets[k]):int(self.offsets[k + 1])].copy()
+
 
 def _read_box_file(path: str, is_gt: bool, score_thresh: float) -> pd.DataFrame:
     if is_gt:
         table = read_annotations(path, with_source=True)
     else:
         table = read_predicted_boxes(path, score_thresh=score_thresh, with_source=True)
-    return table[["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "line", "box_text"]]
+    table = table.assign(box_score=1.0 if is_gt else table["score"].to_numpy(np.float64))
+    return table[["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "line", "box_text", "box_score"]]
 
 
 def load_boxes_and_labels(
@@ -222,9 +230,12 @@ def load_boxes_and_labels(
     action = rows["action_id"].to_numpy()
     has_label = action != -1
     labels[box_id[has_label], action[has_label] - 1] = 1
+    box_scores = np.full(n_boxes, -np.inf)
+    np.maximum.at(box_scores, box_id, rows["box_score"].to_numpy(np.float64))
 
     order = np.lexsort((box_sec, box_video))  # stable: first-appearance order within a keyframe
     boxes, labels, box_video, box_sec = boxes[order], labels[order], box_video[order], box_sec[order]
+    box_scores = box_scores[order]
     starts = (
         np.flatnonzero(np.r_[True, (np.diff(box_video) != 0) | (np.diff(box_sec) != 0)])
         if n_boxes
@@ -238,6 +249,7 @@ def load_boxes_and_labels(
         offsets=offsets,
         boxes=np.ascontiguousarray(boxes),
         labels=labels,
+        box_scores=box_scores,
     )
 
 

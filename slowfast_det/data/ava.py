@@ -401,8 +401,9 @@ class AvaDataset(torch.utils.data.Dataset):
         Returns:
             dict with ``inputs`` (list per pathway of (3, T_p, H, W) float32 tensors), ``boxes`` ((N, 4)
             float64 pixels of the input), ``ori_boxes`` ((N, 4) float64 normalised boxes as read),
-            ``labels`` ((N, num_classes) float32 multi-hot), ``metadata`` ((N, 2) int64: video index,
-            second), ``video_id`` (str), ``index`` (int).
+            ``labels`` ((N, num_classes) float32 multi-hot), ``box_scores`` ((N,) float64 person score of
+            each box, 1.0 for ground-truth boxes), ``metadata`` ((N, 2) int64: video index, second),
+            ``video_id`` (str), ``index`` (int).
         """
         if not 0 <= index < len(self):
             raise IndexError(f"keyframe index {index} out of range 0..{len(self) - 1}")
@@ -443,6 +444,7 @@ class AvaDataset(torch.utils.data.Dataset):
             "boxes": boxes,
             "ori_boxes": boxes_norm,
             "labels": labels.astype(np.float32),
+            "box_scores": self.keyframes.box_scores_of(index),
             "metadata": np.tile(np.array([[video_idx, second]], dtype=np.int64), (n, 1)),
             "video_id": self.video_names[video_idx],
             "index": int(index),
@@ -458,6 +460,8 @@ def ava_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         ``boxes``: (N, 5) float32 ``batch_index, x1, y1, x2, y2`` in input pixels (float64 rounded once);
         ``labels``: (N, num_classes) float32 multi-hot;
         ``ori_boxes``: (N, 4) float64 normalised boxes as read;
+        ``box_scores``: (N,) float64 person score of each box (1.0 for ground-truth boxes, and for items
+        without ``box_scores``);
         ``metadata``: (N, 2) int64 ``video_index, second``;
         ``video_ids``: list of N str, the video id of each box;
         ``index``: (B,) int64 dataset indices.
@@ -487,6 +491,10 @@ def ava_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "boxes": torch.from_numpy(boxes).float(),
         "labels": torch.from_numpy(np.concatenate([s["labels"] for s in samples])).float(),
         "ori_boxes": torch.from_numpy(np.concatenate([s["ori_boxes"] for s in samples])),
+        # items of datasets without person scores (e.g. registered ones with ground-truth boxes only) score 1.0
+        "box_scores": torch.from_numpy(np.concatenate(
+            [s.get("box_scores", np.ones(s["boxes"].shape[0])) for s in samples]
+        )),  # fmt: skip
         "metadata": torch.from_numpy(np.concatenate([s["metadata"] for s in samples])),
         "video_ids": [s["video_id"] for s in samples for _ in range(s["boxes"].shape[0])],
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.int64),

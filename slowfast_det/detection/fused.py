@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slowfast_det.models.fused import has_onednn_pointwise
+from slowfast_det.roi_align import roi_align_channels_last
 
 __all__ = ["fold_conv_norms", "fuse_resnet_blocks", "optimize_detector"]
 
@@ -292,99 +293,3 @@ def optimize_detector(model: nn.Module, *, channels_last: bool = True) -> nn.Mod
 
     model.forward = types.MethodType(_one_image_at_a_time_forward, model)  # type: ignore[method-assign]
     return model
-
-
-def roi_align_channels_last(
-    features: Tensor,
-    rois: Tensor,
-    output_size: int,
-    spatial_scale: float,
-    sampling_ratio: int,
-    aligned: bool,
-) -> Tensor:
-    """``torchvision.ops.roi_align`` (same arguments, same result to float rounding) for channels-last features,
-    as two small GEMMs per RoI instead of a scalar loop per channel.
-
-    RoIAlign's bilinear sampling is separable: the average over a bin's gh x gw samples of bilinear weights is
-    ``Ay[bin_y, row] * Ax[bin_x, col]`` summed over rows and columns, with torchvision's clamping and
-    out-of-range rules applied per axis. So each RoI's (R, R, C) output is ``Ay @ crop @ Ax^T`` over the crop
-    of rows and columns its samples touch, read in place as a strided matrix of channels-last rows.
-
-    Args:
-        features: (B, C, H, W), ideally channels-last (otherwise one copy).
-        rois: (N, 5) ``batch_index, x1, y1, x2, y2`` in input pixels (scaled by ``spatial_scale``).
-        output_size: R (square output).
-        spatial_scale: feature pixels per input pixel.
-        sampling_ratio: samples per bin and axis; 0: ``ceil(roi size / R)``, per RoI (adaptive).
-        aligned: subtract half a pixel from the scaled box (detectron2's ROIAlignV2).
-    Returns:
-        (N, C, R, R) in channels-last memory (a permuted view of (N, R, R, C)).
-    """
-    b, c, h, w = features.shape
-    n, r = rois.shape[0], output_size
-    out = torch.empty(n, r, r, c, dtype=features.dtype, device=features.device)
-    if n == 0:
-        return out.permute(0, 3, 1, 2)
-    nhwc = features.permute(0, 2, 3, 1)
-    if not nhwc.is_contiguous():
-        nhwc = nhwc.contiguous()
-    # per-axis sampling in fp32 exactly as torchvision's kernel computes it
-    rois = rois.to(torch.float32)
-    offset = 0.5 if aligned else 0.0
-    batch = rois[:, 0].long()
-    ay, y0, hc = _roi_axis_weights(rois[:, 2], rois[:, 4], spatial_scale, offset, aligned, r, sampling_ratio, h)
-    ax, x0, wc = _roi_axis_weights(rois[:, 1], rois[:, 3], spatial_scale, offset, aligned, r, sampling_ratio, w)
-    ay, ax = ay.to(features.dtype), ax.to(features.dtype)
-    rows_l, cols_l, hc_l, wc_l, batch_l = y0.tolist(), x0.tolist(), hc.tolist(), wc.tolist(), batch.tolist()
-    for i in range(n):
-        y, x, ch, cw = rows_l[i], cols_l[i], hc_l[i], wc_l[i]
-        # the crop as a (ch, cw*C) matrix view of the feature map (row stride W*C): no copy
-        crop = nhwc[batch_l[i], y : y + ch, x : x + cw].reshape(ch, cw * c)
-        tmp = torch.mm(ay[i, :, :ch], crop).view(r, cw, c)  # rows contracted: (R, cw, C)
-        torch.bmm(ax[i, :, :cw].expand(r, r, cw), tmp, out=out[i])  # columns: (R, R, C)
-    return out.permute(0, 3, 1, 2)
-
-
-def _roi_axis_weights(
-    lo: Tensor, hi: Tensor, scale: float, offset: float, aligned: bool, r: int, sampling_ratio: int, size: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One axis of RoIAlign: (N, R, S) weights of the S = largest crop's pixels per output bin (each bin's
-    average of bilinear weights over its samples, torchvision's clamping rules), the crop's first pixel (N,)
-    and each RoI's crop length (N,)."""
-    start = lo * scale - offset
-    length = hi * scale - offset - start
-    if not aligned:
-        length = length.clamp(min=1.0)
-    bin_size = length / r
-    if sampling_ratio > 0:
-        grid = torch.full_like(length, sampling_ratio, dtype=torch.long)
-    else:
-        grid = torch.ceil(length / r).long()
-    g = max(int(grid.max()), 1)
-    i = torch.arange(g, dtype=torch.float32)
-    # (N, R, g) sample coordinates: start + p * bin + (i + 0.5) * bin / grid
-    p = torch.arange(r, dtype=torch.float32)
-    grid_f = grid.clamp(min=1).to(torch.float32)
-    coord = (start[:, None, None] + p[None, :, None] * bin_size[:, None, None]) + (i + 0.5)[None, None, :] * (
-        bin_size / grid_f
-    )[:, None, None]
-    used = (i[None, None, :] < grid[:, None, None]) & (coord >= -1.0) & (coord <= size)
-    coord = coord.clamp(min=0.0)
-    low = coord.long()  # floor of a non-negative value
-    at_edge = low >= size - 1
-    low = torch.where(at_edge, size - 1, low)
-    high = torch.where(at_edge, size - 1, low + 1)
-    coord = torch.where(at_edge, low.to(coord.dtype), coord)
-    frac = coord - low
-    inv = 1.0 - frac
-    weight = used.to(torch.float32) / grid_f[:, None, None]
-    big = torch.iinfo(torch.long).max
-    first = torch.where(used, low, big).amin(dim=(1, 2))
-    first = torch.where(first == big, 0, first)  # no sample: crop of one pixel with zero weights
-    last = torch.where(used, high, -1).amax(dim=(1, 2))
-    crop = (last - first + 1).clamp(min=1)
-    s = int(crop.max())
-    out = torch.zeros(lo.shape[0], r, s, dtype=torch.float32)
-    out.scatter_add_(2, (low - first[:, None, None]).clamp(0, s - 1), inv * weight)
-    out.scatter_add_(2, (high - first[:, None, None]).clamp(0, s - 1), frac * weight)
-    return out, first, crop

@@ -130,7 +130,7 @@ def train_from_config(
         out = run_test(
             net, prepare_evaluation(), ctx=ctx, output_dir=tk["output_dir"], write_files=False, progress=progress,
             model_name=f"the model after epoch {epoch + 1} ({checkpoint_path(tk['output_dir'], epoch)})",
-            **eval_kwargs,
+            **eval_kwargs, **builders.prediction_kwargs(cfg),
         )
         if out is None:
             return None
@@ -185,6 +185,7 @@ def test_from_config(
     out = run_test(
         model, build_split_loader(cfg, "test", ctx), ctx=ctx, output_dir=tk["output_dir"], progress=progress,
         allow_nonfinite=allow_nonfinite, model_name=f"checkpoint {path}", **eval_kwargs,
+        **builders.prediction_kwargs(cfg),
     )
     if out is not None:
         logger.info("%s\nwrote %s", format_results(out), Path(tk["output_dir"]) / "metrics.json")

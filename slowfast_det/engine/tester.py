@@ -150,6 +150,7 @@ def predict(
     *,
     device: torch.device,
     precision: str = "fp32",
+    multiply_person_score: bool = False,
     progress: bool = True,
 ) -> Predictions:
     """Scores for this process's share of ``loader`` (a :func:`slowfast_det.engine.loader.build_loader` loader).
@@ -163,6 +164,9 @@ def predict(
     ``precision``: ``fp32``, or ``fp16`` / ``bf16`` autocast (CUDA only: on CPU they are slower than float32,
     measured in ``tests/benchmarks/bench_model.py``). Scores are computed from float32 logits either way. No
     config key or CLI option selects fp16/bf16 yet: their GPU speed is not measured (README, "Precision").
+
+    ``multiply_person_score`` (``AVA.MULTIPLY_PERSON_SCORE``): each box's scores times its person score
+    (the batches' ``box_scores``), i.e. P(person doing the action) rather than P(action | person).
     """
     model.eval()
     amp_dtype = autocast_dtype(precision, device)
@@ -181,6 +185,8 @@ def predict(
         with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(inputs, boxes)
         scores = torch.sigmoid(logits.float()).cpu().numpy()
+        if multiply_person_score:
+            scores = scores * batch["box_scores"].numpy()[:, None]
         num_classes = scores.shape[1]
         batch_index = batch["boxes"][:, 0].long().numpy()
         part = Predictions(
@@ -447,6 +453,7 @@ def run_test(
     exclusions_path: str | os.PathLike[str] | None = None,
     keyframe_stride: int = 1,
     precision: str = "fp32",
+    multiply_person_score: bool = False,
     progress: bool = True,
     write_files: bool = True,
     allow_nonfinite: bool = False,
@@ -461,6 +468,7 @@ def run_test(
         allow_nonfinite: write non-finite scores out (as ``nan``) and evaluate without them, instead of
             raising :class:`NonFiniteScoresError`.
         model_name: how messages name the weights (e.g. the checkpoint's path).
+        multiply_person_score: scores times each box's person score (:func:`predict`).
 
     Returns:
         The evaluation on rank 0, ``None`` on the other ranks.
@@ -470,7 +478,8 @@ def run_test(
     from ava_tools.labelmap import read_labelmap
 
     local = predict(
-        model, loader, device=ctx.device, precision=precision, progress=progress and ctx.is_main
+        model, loader, device=ctx.device, precision=precision, multiply_person_score=multiply_person_score,
+        progress=progress and ctx.is_main,
     )
     preds = gather_predictions(local)
     if not ctx.is_main:

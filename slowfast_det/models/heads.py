@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import RoIAlign
 
+from slowfast_det.roi_align import roi_align_gemm
+
 __all__ = ["RoIHead", "ClipHead"]
 
 
@@ -77,12 +79,22 @@ class RoIHead(nn.Module):
                 )
             x = getattr(self, f"s{p}_tpool")(x)
             # RoIAlign in fp32 whatever the features' dtype: box coordinates need more than 8 mantissa bits
-            x = getattr(self, f"s{p}_roi")(x.squeeze(2).float(), boxes.float()).to(x.dtype)  # (N, C_p, R, R)
+            x = self._roi_align(getattr(self, f"s{p}_roi"), x.squeeze(2).float(), boxes.float()).to(x.dtype)
             pooled.append(getattr(self, f"s{p}_spool")(x))  # (N, C_p, 1, 1)
         x = torch.cat(pooled, dim=1).flatten(1)
         if self.dropout is not None:
             x = self.dropout(x)
         return self.projection(x)
+
+
+    def _roi_align(self, roi: RoIAlign, x: Tensor, boxes: Tensor) -> Tensor:
+        """(N, C, R, R) RoIAlign of (B, C, h, w) ``x``: torchvision's, except when training on CPU, where the
+        same function as matrix products (:func:`slowfast_det.roi_align.roi_align_gemm`) has a 6x faster
+        backward; inference keeps torchvision's kernel (PySlowFast's numbers, bit for bit)."""
+        if self.training and x.requires_grad and x.device.type == "cpu":
+            size = roi.output_size if isinstance(roi.output_size, int) else roi.output_size[0]
+            return roi_align_gemm(x, boxes, int(size), roi.spatial_scale, roi.sampling_ratio, roi.aligned)
+        return roi(x, boxes)
 
 
 class ClipHead(nn.Module):

@@ -221,6 +221,8 @@ class VideoActionDetector:
         bgr: feed BGR instead of RGB (AVA.BGR).
         alpha: SlowFast's Fast/Slow frame ratio (SLOWFAST.ALPHA); None for a single-pathway model.
         head_act: ``sigmoid`` (AVA), ``softmax`` or ``none`` (raw logits).
+        multiply_person_score: action scores times the person detector's score of the box
+            (``AVA.MULTIPLY_PERSON_SCORE``: P(person doing the action) instead of P(action | person)).
         target_fps: frame rate the sampling rate refers to (30 as AVA).
         device: torch device of the model.
         batch_size: keyframes per detector call and per SlowFast forward.
@@ -248,6 +250,7 @@ class VideoActionDetector:
         bgr: bool = False,
         alpha: int | None = None,
         head_act: str = "sigmoid",
+        multiply_person_score: bool = False,
         target_fps: int = 30,
         device: str = "cpu",
         batch_size: int = 4,
@@ -278,6 +281,7 @@ class VideoActionDetector:
         self.bgr = bgr
         self.alpha = alpha
         self.activation = _ACTIVATIONS[head_act]
+        self.multiply_person_score = multiply_person_score
         self.target_fps = target_fps
         self.batch_size = batch_size
         self.tracker_iou = tracker_iou
@@ -403,14 +407,15 @@ class VideoActionDetector:
                 warnings["slowfast"].append(what)
         return scores
 
-    @staticmethod
-    def _results(batch: list[KeyframeClip], detections: list[Any], norm_boxes: list[np.ndarray],
+    def _results(self, batch: list[KeyframeClip], detections: list[Any], norm_boxes: list[np.ndarray],
                  ids: list[np.ndarray], scores: dict[int, np.ndarray]) -> list[KeyframeResult]:
         results = []
         for i, c in enumerate(batch):
+            person = [float(detections[i].scores[j]) for j in range(len(norm_boxes[i]))]
+            weight = person if self.multiply_person_score else [1.0] * len(person)
             persons = [
-                PersonResult(int(ids[i][j]), norm_boxes[i][j], float(detections[i].scores[j]),
-                             scores[i][j].astype(np.float32))
+                PersonResult(int(ids[i][j]), norm_boxes[i][j], person[j],
+                             (scores[i][j] * weight[j]).astype(np.float32))
                 for j in range(len(norm_boxes[i]))
             ]
             results.append(KeyframeResult(c.time, persons))

@@ -8,7 +8,10 @@ Steps (each leaves ``OUT/markers/<step>.json``; a rerun with the same parameters
    (``annotations/ava_detection_{train,val}_boxes_and_labels.csv``);
 3. ``train_slowfast`` / ``train_slow``: train a tiny SlowFast and a Slow-only model with the project's trainer
    (``configs/synth/SLOWFAST_16x4_R18_TINY.yaml``, ``SLOW_4x16_R18_TINY.yaml``; clips decoded once and
-   kept in memory, ``DATA_LOADER.CACHE_CLIPS``);
+   kept in memory, ``DATA_LOADER.CACHE_CLIPS``; they learn from the generator's person boxes, so they do not
+   wait for the detector). Steps 2 and 3 run with 1 torch thread each, as three processes side by side when
+   ``--threads`` > 1 (:func:`run_jobs`: tiny models use a second thread poorly, ~1.5x, while single-threaded
+   processes side by side use both cores fully), one after the other otherwise: the same numbers either way;
 4. ``test_slowfast`` / ``test_slow``: test them on the detector's boxes: frame-level AVA mAP and per-class AP
    from the project's evaluator, a per-class AP bar chart (PNG) per model, and beside each mAP the mAP of
    uniform random scores on the same boxes (:func:`random_score_map`, seed 0): the chance level;
@@ -22,7 +25,8 @@ Steps (each leaves ``OUT/markers/<step>.json``; a rerun with the same parameters
 
 The console shows one progress bar per step and the summary; everything else (our INFO logs, detectron2's,
 Python warnings) goes to ``OUT/demo.log``. Reproducible: the same settings (seed, ``--threads``) give the same
-numbers on the same machine (``tests/test_demo.py``, ``tests/test_detector_training.py``).
+numbers on the same machine (``tests/test_demo.py``, ``tests/test_detector_training.py``); the training steps
+give the same numbers for any ``--threads`` (1 torch thread each), the tests' scores depend on it.
 
 Example::
 
@@ -72,14 +76,17 @@ class DemoSettings:
     height: int = 144
     seed: int = 0
     detector_iters: int = 800
-    epochs: int = 20
-    # long enough for people to enter, cross and leave: ~18 keyframes and a few dozen boxes to score
-    heldout_seconds: int = 20
+    epochs: int = 22
+    # 57 keyframes and ~150 true boxes to score: with 20 s (17 keyframes, 47 boxes) the held-out frame-mAP of one
+    # model swung by 0.1 between training runs of 22 and 24 epochs
+    heldout_seconds: int = 60
     detection_thresh: float = 0.5
     # flat colours (ava_tools.synth's debug mode): the demo's few CPU minutes of training learn them; the
     # cluttered scenes (--no-debug-colors) need far longer training than the demo's budget (see README)
     debug_colors: bool = True
-    # torch intra-op threads (and synth render processes): results are reproducible for a fixed count
+    # CPU cores used: synth render processes; > 1 runs the training phase's three steps (detector, SlowFast,
+    # Slow-only; each with 1 torch thread, so the same numbers either way) as parallel processes; the torch
+    # threads of the tests and detect-video (their scores are reproducible for a fixed count)
     threads: int = 2
 
 
@@ -124,6 +131,111 @@ class Steps:
                           sort_keys=True, default=str)
         print(f"[demo] {name}: done in {seconds:.0f} s", flush=True)
         return result
+
+
+#: torch threads of each training-phase step (detector, action models), whatever ``--threads`` says
+TRAINING_THREADS = 1
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A training-phase step that may run in its own process: its marker name and parameters, and the
+    picklable arguments of the step function (``kind`` "detector" or "train")."""
+
+    name: str
+    params: dict[str, Any]
+    kind: str
+    kwargs: dict[str, Any]
+
+
+def _run_job(job: _Job, out: Path, force: bool, progress: bool) -> tuple[dict[str, Any], float, bool]:
+    """Run (or skip, when its marker matches) one job in this process: ``(result, seconds, skipped)``."""
+    steps = Steps(out, force=force)
+    if job.kind == "detector":
+        k = job.kwargs
+        result = steps.run(job.name, job.params, lambda _: _detector_step(k["data"], k["out"], k["settings"], progress))
+    elif job.kind == "train":
+        k = job.kwargs
+        result = steps.run(
+            job.name, job.params,
+            lambda stale: _train_step(k["config"], k["overrides"], k["run_dir"], stale, progress),
+        )  # fmt: skip
+    else:
+        raise ValueError(f"unknown demo job kind {job.kind!r}")
+    return result, steps.seconds[job.name], job.name in steps.skipped
+
+
+def _job_process(job: _Job, out: Path, force: bool, progress: bool, queue: Any) -> None:
+    """Body of a job's process: 1 torch thread, logs to the demo log, ``(name, ok, payload)`` on ``queue``."""
+    import traceback
+
+    try:
+        import torch
+
+        torch.set_num_threads(TRAINING_THREADS)
+        setup_demo_logging(out / LOG_NAME)
+        queue.put((job.name, True, _run_job(job, out, force, progress)))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which stops the other jobs
+        queue.put((job.name, False, traceback.format_exc()))
+
+
+def run_jobs(
+    jobs: Sequence[_Job], out: Path, *, force: bool = False, parallel: bool = True, progress: bool = True
+) -> dict[str, tuple[dict[str, Any], float, bool]]:
+    """Run ``jobs`` with :data:`TRAINING_THREADS` torch threads each; ``{name: (result, seconds, skipped)}``.
+
+    ``parallel``: one spawned process per job, all at once (the OS shares the cores; each progress bar on
+    its own line, ``TQDM_POSITION``); the first failure stops the others and raises here, naming the job.
+    Otherwise one after the other in this process. Each job writes its own marker when it finishes, so
+    a rerun skips the jobs that finished before a failure.
+    """
+    import multiprocessing
+    import queue as queue_mod
+
+    if not parallel or len(jobs) < 2:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(TRAINING_THREADS)
+        try:
+            return {job.name: _run_job(job, out, force, progress) for job in jobs}
+        finally:
+            torch.set_num_threads(threads)
+    ctx = multiprocessing.get_context("spawn")
+    results: Any = ctx.Queue()
+    procs = []
+    saved = os.environ.get("TQDM_POSITION")
+    try:
+        for position, job in enumerate(jobs):
+            os.environ["TQDM_POSITION"] = str(position)  # read by tqdm when the child imports it
+            proc = ctx.Process(target=_job_process, args=(job, out, force, progress, results), name=f"demo-{job.name}")
+            proc.start()
+            procs.append(proc)
+    finally:
+        if saved is None:
+            os.environ.pop("TQDM_POSITION", None)
+        else:
+            os.environ["TQDM_POSITION"] = saved
+    done: dict[str, tuple[dict[str, Any], float, bool]] = {}
+    try:
+        while len(done) < len(jobs):
+            try:
+                name, ok, payload = results.get(timeout=1.0)
+            except queue_mod.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"{dead[0].name} died with exit code {dead[0].exitcode}") from None
+                continue
+            if not ok:
+                raise RuntimeError(f"demo step {name} failed:\n{payload}")
+            done[name] = payload
+    finally:
+        for proc in procs:
+            if proc.is_alive() and len(done) < len(jobs):
+                proc.terminate()
+        for proc in procs:
+            proc.join()
+    return done
 
 
 def _synth_step(
@@ -309,6 +421,8 @@ def run_demo(
     """
     import torch
 
+    from ava_tools.synth import PERSON_BOXES_NAME
+
     out = Path(out).resolve()
     s = settings
     # CPU kernels reduce in an order that depends on the thread count: fix it for reproducible numbers
@@ -326,36 +440,47 @@ def run_demo(
     )  # fmt: skip
     if wanted <= {"synth"}:
         return _finish(results, steps)
-    det_params = {**synth_params, "detector_iters": s.detector_iters, "threads": s.threads}
-    results["detector"] = steps.run(
-        "detector", det_params, lambda _: _detector_step(data, out / "detector", s, progress)
-    )
+    # the training phase (detector, SlowFast, Slow-only) runs each step with 1 torch thread: in parallel
+    # processes when there are several cores (tiny models use 2 threads poorly: ~1.5x, while 1-thread
+    # processes side by side give ~2x), one after the other otherwise; the same numbers either way
+    det_params = {**synth_params, "detector_iters": s.detector_iters, "step_threads": TRAINING_THREADS}
+    jobs = [_Job("detector", det_params, "detector", {"data": data, "out": out / "detector", "settings": s})]
+    train_params: dict[str, dict[str, Any]] = {}
+    model_opts: dict[str, list[str]] = {}
+    if not wanted <= {"synth", "detector"}:
+        action_params = {**det_params, "epochs": s.epochs, "detection_thresh": s.detection_thresh}
+        for name, config_name in MODELS.items():
+            config = CONFIG_DIR / config_name
+            run_dir = out / f"train_{name}"
+            model_opts[name] = action_overrides(
+                data, run_dir, epochs=s.epochs, detection_thresh=s.detection_thresh, seed=s.seed
+            )
+            # the resolved config's digest: a changed config file (e.g. its learning rate) retrains
+            train_params[name] = {**action_params, "config": config_name, "config_digest": config_digest(config)}
+            # validation after the last epoch on every true person box: the detector's boxes do not exist yet
+            # (the test step below scores the detector's boxes)
+            val_on_truth = ["AVA.TEST_PREDICT_BOX_LISTS", f"['{PERSON_BOXES_NAME.format(split='val')}']"]
+            jobs.append(_Job(
+                f"train_{name}", train_params[name], "train",
+                {"config": config, "overrides": model_opts[name] + val_on_truth, "run_dir": run_dir},
+            ))  # fmt: skip
+    finished = run_jobs(jobs, out, force=force, parallel=s.threads > 1, progress=progress)
+    for job in jobs:
+        result, seconds, skipped = finished[job.name]
+        results[job.name] = result
+        steps.seconds[job.name] = seconds
+        if skipped:
+            steps.skipped.append(job.name)
     if wanted <= {"synth", "detector"}:
         return _finish(results, steps)
 
     _check_boxes(Path(results["detector"]["boxes"]["val"]), s.detection_thresh)
-    action_params = {**det_params, "epochs": s.epochs, "detection_thresh": s.detection_thresh}
-    train_params: dict[str, dict[str, Any]] = {}
-    for name, config_name in MODELS.items():
-        config = CONFIG_DIR / config_name
-        run_dir = out / f"train_{name}"
-        opts = action_overrides(
-            data, run_dir, epochs=s.epochs, detection_thresh=s.detection_thresh, seed=s.seed
-        )
-        # the resolved config's digest: a changed config file (e.g. its learning rate) retrains
-        params = {**action_params, "config": config_name, "config_digest": config_digest(config)}
-        train_params[name] = params
-        trained = steps.run(
-            f"train_{name}", params,
-            lambda stale, c=config, o=opts, r=run_dir: _train_step(c, o, r, stale, progress),  # type: ignore[misc]
-        )  # fmt: skip
-        results[f"train_{name}"] = trained
-        if "test" in wanted or "detect_video" in wanted:
+    if "test" in wanted or "detect_video" in wanted:
+        for name, config_name in MODELS.items():
             results[f"test_{name}"] = steps.run(
-                f"test_{name}", params,
-                lambda _, c=config, o=opts, ck=trained["checkpoint"], n=name: _test_step(  # type: ignore[misc]
-                    c, o, ck, out / f"test_{n}", progress
-                ),
+                f"test_{name}", {**train_params[name], "threads": s.threads},
+                lambda _, c=CONFIG_DIR / config_name, o=model_opts[name], ck=results[f"train_{name}"]["checkpoint"],  # type: ignore[misc]
+                n=name: _test_step(c, o, ck, out / f"test_{n}", progress),
             )  # fmt: skip
     if "detect_video" in wanted:
         held_params = {
@@ -373,7 +498,7 @@ def run_demo(
         results["detect_video"] = steps.run(
             "detect_video",
             # the SlowFast step's parameters (its config digest too): a retrained model re-runs the held-out video
-            detect_video_params(train_params["slowfast"], held_params),
+            detect_video_params({**train_params["slowfast"], "threads": s.threads}, held_params),
             lambda _: _detect_video_step(
                 held, video, CONFIG_DIR / MODELS["slowfast"], results["train_slowfast"]["checkpoint"],
                 results["detector"],
@@ -510,7 +635,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="flat-colour SynthAVA, learnable in the demo's few minutes (default); --no-debug-colors: cluttered scenes",
     )
     p.add_argument(
-        "--threads", type=int, default=d.threads, help=f"torch threads and synth processes (default {d.threads})"
+        "--threads", type=int, default=d.threads,
+        help=f"CPU cores: synth processes, parallel training steps (> 1), test threads (default {d.threads})",
     )
     p.add_argument("--force", action="store_true", help="redo every step, ignoring the done markers")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
