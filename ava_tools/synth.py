@@ -50,8 +50,9 @@ Layout written under OUT (PySlowFast names)::
     annotations/coco_person_{train,val}.json               person boxes (pixels, xywh) on keyframe JPEGs
     annotations/synth_meta.json                            parameters, classes, split (written last)
 
-Everything is a function of the parameters: the same seed gives the same bytes (CSVs, JSON, MP4 and
-JPEGs) on a given software stack; x264 runs single-threaded for that.
+Everything is a function of the parameters: the same seed gives the same bytes (CSVs, JSON and JPEGs) and the
+same decoded video frames on a given software stack. The MP4s are lossless by default (``crf`` 0, 4:4:4): x264's
+lossy bitstream was not reproducible (see :func:`generate`), and its MP4 container bytes may still differ.
 """
 
 from __future__ import annotations
@@ -764,7 +765,8 @@ def _render_video_job(job: tuple[int, dict[str, Any], str]) -> _VideoResult:
         debug_colors=params["debug_colors"],
     )
     result = _VideoResult(scene.video_id, scene.n_frames)
-    write_mp4(path, _frames_and_annotations(scene, result), fps=FPS, crf=params["crf"])
+    pix_fmt = "yuv444p" if params["crf"] == 0 else "yuv420p"  # x264 is lossless only without chroma subsampling
+    write_mp4(path, _frames_and_annotations(scene, result), fps=FPS, crf=params["crf"], pix_fmt=pix_fmt)
     return result
 
 
@@ -899,7 +901,7 @@ def generate(
     width: int = 192,
     height: int = 144,
     val_fraction: float = 0.25,
-    crf: int = 20,
+    crf: int = 0,
     jpeg_quality: int = 95,
     debug_colors: bool = False,
     workers: int = 0,
@@ -911,10 +913,14 @@ def generate(
         out_dir: output folder (created).
         videos: number of videos (>= 2); the last ``max(1, round(videos * val_fraction))`` are val.
         seconds: length of each video in seconds (>= 5: keyframes 902 .. 900 + seconds - 2).
-        seed: random seed; the same parameters give the same bytes.
+        seed: random seed; the same parameters give the same files (the MP4s: the same decoded frames).
         width, height: frame size in pixels (even numbers, for H.264 4:2:0).
         val_fraction: share of videos in the val split.
-        crf: x264 quality of the MP4s.
+        crf: x264 quality of the MP4s; 0 (default): lossless (4:4:4), so the decoded frames, the JPEGs and
+            every number computed from them are the same on every run. A lossy x264 bitstream is not: the same
+            frames and settings (one thread) sporadically encode differently (measured: 2 of 30 encodes of one
+            video; two fresh 24-video demos differed in 2 of 4 videos checked, from frame 8 on), which made
+            two fresh ``make demo`` runs give different numbers.
         jpeg_quality: JPEG quality of the extracted frames.
         debug_colors: flat background, each person one flat unique colour, held objects white (for tests
             and the demo).
@@ -1075,7 +1081,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=192, help="frame width (default 192)")
     p.add_argument("--height", type=int, default=144, help="frame height (default 144)")
     p.add_argument("--val-fraction", type=float, default=0.25, help="share of val videos (default 0.25)")
-    p.add_argument("--crf", type=int, default=20, help="x264 CRF of the videos (default 20)")
+    p.add_argument(
+        "--crf", type=int, default=0,
+        help="x264 CRF of the videos (default 0: lossless, so that the frames are the same on every run)",
+    )
     p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality of the frames (default 95)")
     p.add_argument("--debug-colors", action="store_true", help="flat colours, one per person (tests)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default 0: none)")

@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 CONFIG_DIR = CONFIG_ROOT / "synth"
 # demo name -> config file under configs/synth
 MODELS: dict[str, str] = {"slowfast": "SLOWFAST_16x4_R18_TINY.yaml", "slow": "SLOW_4x16_R18_TINY.yaml"}
-MARKER_VERSION = 2
+MARKER_VERSION = 3
 RANDOM_BASELINE_SEED = 0
 LOG_NAME = "demo.log"
 HELDOUT_SCORE_NAME = "heldout_score.json"
