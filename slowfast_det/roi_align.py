@@ -50,16 +50,13 @@ def roi_align_gemm(
     if n == 0:
         return features.new_zeros(0, c, r, r)
     with torch.no_grad():
-        rois = rois.detach().to(torch.float32)
-        offset = 0.5 if aligned else 0.0
-        ay, y0, _ = roi_axis_weights(rois[:, 2], rois[:, 4], spatial_scale, offset, aligned, r, sampling_ratio, h)
-        ax, x0, _ = roi_axis_weights(rois[:, 1], rois[:, 3], spatial_scale, offset, aligned, r, sampling_ratio, w)
+        (ay, y0, _), (ax, x0, _) = _box_axis_weights(rois, r, spatial_scale, sampling_ratio, aligned, h, w)
         sy, sx = ay.shape[2], ax.shape[2]
         # each RoI's crop padded to the largest; the padding rows and columns (clamped into the map) have zero
         # weight
         rows = (y0[:, None] + torch.arange(sy)).clamp(max=h - 1)
         cols = (x0[:, None] + torch.arange(sx)).clamp(max=w - 1)
-        batch = rois[:, 0].long()
+        batch = rois[:, 0].detach().long()
     crops = features.permute(0, 2, 3, 1)[batch[:, None, None], rows[:, :, None], cols[:, None, :]]  # (N, sy, sx, C)
     ay, ax = ay.to(features.dtype), ax.to(features.dtype)
     by_rows = torch.bmm(ay, crops.reshape(n, sy, sx * c)).view(n, r, sx, c)  # (N, R, sx, C)
@@ -100,12 +97,8 @@ def roi_align_channels_last(
     nhwc = features.permute(0, 2, 3, 1)
     if not nhwc.is_contiguous():
         nhwc = nhwc.contiguous()
-    # per-axis sampling in fp32 exactly as torchvision's kernel computes it
-    rois = rois.to(torch.float32)
-    offset = 0.5 if aligned else 0.0
     batch = rois[:, 0].long()
-    ay, y0, hc = roi_axis_weights(rois[:, 2], rois[:, 4], spatial_scale, offset, aligned, r, sampling_ratio, h)
-    ax, x0, wc = roi_axis_weights(rois[:, 1], rois[:, 3], spatial_scale, offset, aligned, r, sampling_ratio, w)
+    (ay, y0, hc), (ax, x0, wc) = _box_axis_weights(rois, r, spatial_scale, sampling_ratio, aligned, h, w)
     ay, ax = ay.to(features.dtype), ax.to(features.dtype)
     rows_l, cols_l, hc_l, wc_l, batch_l = y0.tolist(), x0.tolist(), hc.tolist(), wc.tolist(), batch.tolist()
     for i in range(n):
@@ -115,6 +108,19 @@ def roi_align_channels_last(
         tmp = torch.mm(ay[i, :, :ch], crop).view(r, cw, c)  # rows contracted: (R, cw, C)
         torch.bmm(ax[i, :, :cw].expand(r, r, cw), tmp, out=out[i])  # columns: (R, R, C)
     return out.permute(0, 3, 1, 2)
+
+
+def _box_axis_weights(
+    rois: Tensor, r: int, spatial_scale: float, sampling_ratio: int, aligned: bool, h: int, w: int
+) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]:
+    """:func:`roi_axis_weights` of the y and x axes of (N, 5) ``rois`` on an h x w map, in fp32 exactly as
+    torchvision's kernel samples."""
+    rois = rois.detach().to(torch.float32)
+    offset = 0.5 if aligned else 0.0
+    return (
+        roi_axis_weights(rois[:, 2], rois[:, 4], spatial_scale, offset, aligned, r, sampling_ratio, h),
+        roi_axis_weights(rois[:, 1], rois[:, 3], spatial_scale, offset, aligned, r, sampling_ratio, w),
+    )
 
 
 def roi_axis_weights(

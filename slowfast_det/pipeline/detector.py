@@ -412,10 +412,13 @@ class VideoActionDetector:
         results = []
         for i, c in enumerate(batch):
             person = [float(detections[i].scores[j]) for j in range(len(norm_boxes[i]))]
-            weight = person if self.multiply_person_score else [1.0] * len(person)
+            if not person:  # keyframes without people have no scores
+                results.append(KeyframeResult(c.time, []))
+                continue
+            weight = np.asarray(person, dtype=scores[i].dtype)[:, None]
+            actions = scores[i] * weight if self.multiply_person_score else scores[i]
             persons = [
-                PersonResult(int(ids[i][j]), norm_boxes[i][j], person[j],
-                             (scores[i][j] * weight[j]).astype(np.float32))
+                PersonResult(int(ids[i][j]), norm_boxes[i][j], person[j], actions[j].astype(np.float32))
                 for j in range(len(norm_boxes[i]))
             ]
             results.append(KeyframeResult(c.time, persons))
